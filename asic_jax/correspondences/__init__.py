@@ -1,0 +1,1 @@
+"""Pseudo-correspondences, masks and parts from DINO descriptors."""

@@ -1,0 +1,1 @@
+"""Image collections: the `Collection` record and the loaders that make it."""

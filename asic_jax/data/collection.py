@@ -1,0 +1,122 @@
+"""The `Collection` record that every loader returns.
+
+Frames: every pixel coordinate here is (x, y) in the S x S frame of `images`
+(after square padding and resizing), with the corner-aligned convention of
+`asic_jax.ops.sampling` (pixel centres at integers 0 ... S - 1).
+"""
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+# Columns of `Collection.matches`: (x_a, y_a, x_b, y_b, similarity).
+MATCH_FIELDS = ('x_a', 'y_a', 'x_b', 'y_b', 'similarity')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPairs:
+  """Ordered (source, target) pairs scored by PCK, each with its own keypoints.
+
+  Attributes:
+    src, trg: `[E]` int32 image indices.
+    src_points, trg_points: `[E, K, 2]` float32 (x, y) pixels, S frame.
+    visible: `[E, K]` bool; a keypoint counts only where both ends are annotated.
+    thresholds: `[E]` float32, the PCK length L of the target (pixels, S frame);
+      correct iff error < alpha * L.
+  """
+  src: np.ndarray
+  trg: np.ndarray
+  src_points: np.ndarray
+  trg_points: np.ndarray
+  visible: np.ndarray
+  thresholds: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.src)
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+  """One image collection, ready for training and evaluation.
+
+  Attributes:
+    name: a short name (category, folder), used in file names and reports.
+    images: `[N, S, S, 3]` float32 in [-1, 1].
+    names: N image names (file stems; unique).
+    masks: `[N, S, S]` float32 soft foreground in [0, 1], or None.
+    parts: `[N, S, S]` int32 part labels 0 ... num_parts - 1, `num_parts` for
+      background, or None.
+    num_parts: number of foreground part labels in `parts` (0 when None).
+    pairs: `[P, 2]` int32 image indices (a, b), a != b: the pair list whose
+      pseudo-matches train the KP loss; P = N (N - 1) / 2 for all pairs.
+    matches: `[P, M, 5]` float32 (x_a, y_a, x_b, y_b, similarity) per pair, in
+      pixels; similarity 0 marks padding (real matches have similarity > 0).
+    keypoints: `[N, K, 2]` float32 (x, y) ground-truth keypoints, or None.
+    visibility: `[N, K]` bool, or None.
+    thresholds: `[N]` float32 PCK length L of each image as a target, or None.
+    eval_pairs: the pairs PCK is scored on, or None (no ground truth).
+    groups: `[N]` int32 sub-collection of each image (PF-WILLOW sub-folders;
+      k-cycle tuples stay within one group), or None (one group).
+    threshold_kind: how `thresholds` were made: 'bbox', 'img' or 'kp_bbox'.
+  """
+  name: str
+  images: np.ndarray
+  names: tuple[str, ...]
+  masks: Optional[np.ndarray] = None
+  parts: Optional[np.ndarray] = None
+  num_parts: int = 0
+  pairs: Optional[np.ndarray] = None
+  matches: Optional[np.ndarray] = None
+  keypoints: Optional[np.ndarray] = None
+  visibility: Optional[np.ndarray] = None
+  thresholds: Optional[np.ndarray] = None
+  eval_pairs: Optional[EvalPairs] = None
+  groups: Optional[np.ndarray] = None
+  threshold_kind: str = 'img'
+
+  def __post_init__(self):
+    n = len(self.images)
+    if self.images.ndim != 4 or self.images.shape[1] != self.images.shape[2] or (
+        self.images.shape[3] != 3):
+      raise ValueError(f'{self.name}: images must be [N, S, S, 3], got {self.images.shape}')
+    if n < 2:
+      raise ValueError(f'{self.name}: a collection needs at least two images, got {n}')
+    if len(self.names) != n:
+      raise ValueError(f'{self.name}: {len(self.names)} names for {n} images')
+    if len(set(self.names)) != n:
+      raise ValueError(f'{self.name}: image names are not unique')
+    size = self.images.shape[1]
+    for field, shape in (('masks', (n, size, size)), ('parts', (n, size, size))):
+      value = getattr(self, field)
+      if value is not None and value.shape != shape:
+        raise ValueError(f'{self.name}: {field} must be {shape}, got {value.shape}')
+    if (self.pairs is None) != (self.matches is None):
+      raise ValueError(f'{self.name}: pairs and matches come together')
+    if self.pairs is not None:
+      if self.pairs.ndim != 2 or self.pairs.shape[1] != 2:
+        raise ValueError(f'{self.name}: pairs must be [P, 2], got {self.pairs.shape}')
+      if self.matches.shape[:1] != self.pairs.shape[:1] or self.matches.shape[2:] != (5,):
+        raise ValueError(f'{self.name}: matches must be [P, M, 5] for {len(self.pairs)} '
+                         f'pairs, got {self.matches.shape}')
+      if np.any(self.pairs[:, 0] == self.pairs[:, 1]):
+        raise ValueError(f'{self.name}: a pair joins an image with itself')
+    if (self.keypoints is None) != (self.visibility is None):
+      raise ValueError(f'{self.name}: keypoints and visibility come together')
+
+  @property
+  def size(self) -> int:
+    """S, the side of the square images."""
+    return self.images.shape[1]
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def replace(self, **changes) -> 'Collection':
+    return dataclasses.replace(self, **changes)
+
+
+def all_pairs(n: int) -> np.ndarray:
+  """`[n (n - 1) / 2, 2]` int32: every unordered pair (a, b), a < b, row-major."""
+  a, b = np.triu_indices(n, k=1)
+  return np.stack([a, b], axis=1).astype(np.int32)

@@ -1,0 +1,1 @@
+"""Flax modules: the alignment U-Net, the canonical grid, DINO, perceptual nets."""
