@@ -1,0 +1,120 @@
+"""The base configuration (paper defaults) and the `released` preset.
+
+Config files in `configs/` are thin: `get_config(arg)` calls `base_config(arg)`
+and changes what its dataset needs. The arg is a comma list: positional words
+(a category, a class index) and flags such as `released`:
+
+  --config=configs/spair.py:cat,released
+
+Every value can be overridden on the command line, `--config.train.num_steps=100`.
+"""
+
+import ml_collections
+
+# Presets a config arg may name; everything else in the arg is positional.
+PRESETS = ('paper', 'released')
+
+
+def parse_arg(arg: str | None) -> tuple[list[str], set[str]]:
+  """Splits a config arg 'cat,released' into (['cat'], {'released'})."""
+  words = [w.strip() for w in (arg or '').split(',') if w.strip()]
+  flags = {w for w in words if w in PRESETS}
+  return [w for w in words if w not in PRESETS], flags
+
+
+def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
+  """Paper defaults; `released` in the arg applies the released-code preset."""
+  _, flags = parse_arg(arg)
+  c = ml_collections.ConfigDict()
+  c.mode = 'train'  # train | extract | eval | baseline | visualize
+  c.seed = 0
+  c.parallel = 'shard_map'  # shard_map | pmap
+  c.dtype = 'float32'  # float32 | bfloat16 (compute; parameters stay float32)
+  c.preset = 'paper'
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 20_000
+  c.train.batch_size = 20  # images per step over all devices; pairs = half
+  c.train.log_every = 25  # metrics.jsonl cadence; the non-finite flag is read here too
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-3  # the paper's constant rate; the peak of a schedule otherwise
+  c.optim.schedule = 'constant'  # constant | cosine_restarts
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.period = 10_000  # cosine_restarts: first period, in steps
+  c.optim.period_mult = 2  # cosine_restarts: period x this at each restart
+  c.optim.decay = 0.9  # cosine_restarts: peak x this at each restart
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.form = 'paper'  # paper | released: the form of KP, Equi and Parts
+  c.loss.kp = 10.0
+  c.loss.equi = 1.0
+  c.loss.tv = 9000.0
+  c.loss.recon = 1.0
+  c.loss.mask = 1.0
+  c.loss.parts = 10.0
+  c.loss.kp_temperature = 1.0
+  c.loss.recon_size = 128  # canonical grid sampled at this size for Recon and Mask
+  c.loss.perceptual = 'lpips'  # lpips | vgg_ssl
+  c.loss.perceptual_weights = 'hub'  # hub | a folder of .h5 weights | random
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.tps_scale = 0.4
+  c.augment.brightness = 0.4
+  c.augment.contrast = 0.4
+  c.augment.saturation = 0.2
+  c.augment.hue = 0.1
+  c.augment.jitter_prob = 0.8
+  c.augment.gray_prob = 0.2
+  c.augment.blur_prob = 0.1
+  c.augment.solarize_prob = 0.2
+
+  c.model = ml_collections.ConfigDict()
+  c.model.channel_multiplier = 0.5  # U-Net widths 64m ... 1024m
+  c.model.grid_size = 256
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'synthetic'
+  c.data.path = ''  # a folder of images (folder datasets) or a source image (synthetic)
+  c.data.root = './data'  # where the benchmark datasets live
+  c.data.img_size = 256
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.num_images = 12
+  c.data.synthetic.matches_per_pair = 64
+  c.data.synthetic.outlier_fraction = 0.2
+  c.data.synthetic.noise_px = 1.0  # std of the pixel noise on inlier pseudo-matches
+  c.data.synthetic.warp_scale = 0.15
+  c.data.synthetic.num_keypoints = 12
+
+  c.features = ml_collections.ConfigDict()
+  c.features.model = 'facebook/dino-vits8'
+  c.features.stride = 2
+  c.features.match_layer = 9
+  c.features.seg_layer = 11
+
+  c.parts = ml_collections.ConfigDict()
+  c.parts.num_parts = 8
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 1000
+  c.checkpoint.keep = 3  # most recent checkpoints kept
+
+  if 'released' in flags:
+    apply_released(c)
+  return c
+
+
+def apply_released(c: ml_collections.ConfigDict) -> None:
+  """The defaults of the authors' released PyTorch code (kampta/asic, train.py)."""
+  c.preset = 'released'
+  c.optim.lr = 3e-3
+  c.optim.schedule = 'cosine_restarts'
+  c.loss.form = 'released'
+  c.loss.kp = 30.0
+  c.loss.tv = 15_000.0
+  c.loss.mask = 0.1
+  c.loss.parts = 10.0
+  c.loss.perceptual = 'vgg_ssl'
+  c.parts.num_parts = 4
