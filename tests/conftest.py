@@ -1,9 +1,12 @@
 """Shared test set-up: two fake CPU devices, set once before JAX starts."""
 
+import importlib.util
 import os
 import pathlib
+import tempfile
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -11,6 +14,14 @@ import pytest
 # JAX backend is initialised, which is why it sits at the top of conftest.
 jax.config.update('jax_num_cpu_devices', 2)
 jax.config.update('jax_platforms', 'cpu')
+# Tests build the same programs in many places (each train run jits its step
+# afresh): a persistent compilation cache turns every repeat into a cache hit.
+jax.config.update('jax_compilation_cache_dir',
+                  os.environ.get('ASIC_TEST_JAX_CACHE', tempfile.mkdtemp(prefix='asic-jax-cache-')))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+ROOT = pathlib.Path(__file__).parent.parent
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 REFERENCE = FIXTURES / 'reference'
@@ -32,3 +43,18 @@ def data_dir() -> pathlib.Path:
   if not path.is_dir():
     pytest.skip(f'ASIC_DATA_DIR={value} is not a folder')
   return path
+
+
+def load_config(name: str, arg: str = '', **overrides) -> ml_collections.ConfigDict:
+  """`configs/<name>.py:arg` with dotted overrides, e.g. `**{'train.num_steps': 3}`."""
+  spec = importlib.util.spec_from_file_location(f'configs_{name}', ROOT / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for dotted, value in overrides.items():
+    *path, last = dotted.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return config

@@ -120,3 +120,30 @@ def all_pairs(n: int) -> np.ndarray:
   """`[n (n - 1) / 2, 2]` int32: every unordered pair (a, b), a < b, row-major."""
   a, b = np.triu_indices(n, k=1)
   return np.stack([a, b], axis=1).astype(np.int32)
+
+
+def eval_pairs_from_keypoints(keypoints: np.ndarray, visibility: np.ndarray,
+                              thresholds: np.ndarray,
+                              groups: np.ndarray | None = None) -> EvalPairs:
+  """Every ordered pair (a, b), a != b (within a group when `groups` is given).
+
+  Args:
+    keypoints: `[N, K, 2]` per-image keypoints (x, y), S frame.
+    visibility: `[N, K]` bool.
+    thresholds: `[N]` PCK length of each image as a target.
+    groups: `[N]` sub-collection ids, or None.
+
+  Returns:
+    `EvalPairs` whose keypoints are the images' own and whose threshold is the
+    target's.
+  """
+  n = len(keypoints)
+  src, trg = np.nonzero(~np.eye(n, dtype=bool))
+  if groups is not None:
+    same = groups[src] == groups[trg]
+    src, trg = src[same], trg[same]
+  return EvalPairs(src=src.astype(np.int32), trg=trg.astype(np.int32),
+                   src_points=keypoints[src].astype(np.float32),
+                   trg_points=keypoints[trg].astype(np.float32),
+                   visible=visibility[src] & visibility[trg],
+                   thresholds=thresholds[trg].astype(np.float32))

@@ -1,0 +1,95 @@
+"""Reading images: any PIL mode to RGB, square edge-padding, resizing, keypoint frames.
+
+Images are resized by PIL (antialiased bilinear), which treats a pixel as a
+unit square: a pixel centre `p` of the original (x or y, 0-based) lands at
+`(p + 0.5) * scale - 0.5` in the resized image. `SquareFrame` records the
+padding and scale so keypoints follow their image exactly.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from asic_jax.errors import UserError
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+
+def read_rgb(path: str | pathlib.Path) -> np.ndarray:
+  """An image file as `[H, W, 3]` uint8 RGB.
+
+  Grayscale (8- or 16-bit), palette, CMYK and float images are converted; an
+  alpha channel is composited over white. An unreadable file raises `UserError`
+  naming it.
+  """
+  path = pathlib.Path(path)
+  try:
+    with Image.open(path) as image:
+      image.load()
+      return _to_rgb(image)
+  except FileNotFoundError as e:
+    raise UserError(f'image not found: {path}') from e
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    raise UserError(f'cannot read image {path}: {e}') from e
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
+    # 16-bit or float grayscale: scale the full range of the type to 8 bits.
+    values = np.asarray(image, np.float64)
+    top = 1.0 if image.mode == 'F' and values.max() <= 1.0 else (
+        65535.0 if image.mode.startswith('I;16') or values.max() > 255 else 255.0)
+    gray = np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+  if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
+    rgba = image.convert('RGBA')
+    white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert('RGB'))
+  return np.asarray(image.convert('RGB'))
+
+
+@dataclasses.dataclass(frozen=True)
+class SquareFrame:
+  """How an original image became the S x S square: pad (left, top), then scale."""
+  left: int
+  top: int
+  scale: float  # S / max(width, height)
+
+  def points(self, xy: np.ndarray) -> np.ndarray:
+    """Original pixel (x, y) `[..., 2]` -> pixel of the S x S image (float32)."""
+    shifted = np.asarray(xy, np.float64) + np.asarray([self.left, self.top])
+    return ((shifted + 0.5) * self.scale - 0.5).astype(np.float32)
+
+  def length(self, value: np.ndarray | float) -> np.ndarray:
+    """A length in original pixels (a bbox side) -> pixels of the S frame."""
+    return np.asarray(value, np.float64) * self.scale
+
+
+def square(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareFrame]:
+  """Edge-pads `[H, W, C]` uint8 to a centred square, resizes to S: (image, frame)."""
+  height, width = image.shape[:2]
+  side = max(height, width)
+  left, top = (side - width) // 2, (side - height) // 2
+  pad = ((top, side - height - top), (left, side - width - left)) + ((0, 0),) * (image.ndim - 2)
+  padded = np.pad(image, pad, mode='edge')
+  resized = np.asarray(Image.fromarray(padded).resize((size, size), Image.Resampling.BILINEAR))
+  return resized, SquareFrame(left, top, size / side)
+
+
+def load_square(path: str | pathlib.Path, size: int) -> np.ndarray:
+  """An image file as `[S, S, 3]` float32 in [-1, 1] (edge-padded square, resized)."""
+  image, _ = square(read_rgb(path), size)
+  return to_unit_range(image)
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+  """uint8 `[..., 3]` -> float32 in [-1, 1], the range every model input uses."""
+  return (np.asarray(image, np.float32) / 127.5 - 1.0).astype(np.float32)
+
+
+def list_images(folder: str | pathlib.Path) -> list[pathlib.Path]:
+  """Image files directly in `folder`, sorted by name."""
+  folder = pathlib.Path(folder)
+  return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,237 @@
+"""Training: state, the jitted data-parallel step, the loop and its cadence.
+
+`train_and_evaluate(config, workdir)` reads top to bottom: the collection, the
+devices, the model and optimizer, restore-or-init, the compiled step, the loop
+(metrics at `train.log_every`, checkpoints at `checkpoint.every` and at the
+end), and an evaluation when the collection has keypoints.
+"""
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from tqdm import tqdm
+
+from asic_jax import checkpoint, evaluate, objective, optim, parallel
+from asic_jax.data import loaders
+from asic_jax.errors import NonFiniteError, UserError
+from asic_jax.models import perceptual
+from asic_jax.models.asic import Asic
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs (the RNG is `fold_in(seed, step)`: nothing to save).
+
+  Attributes:
+    step: updates done so far.
+    params: `{'align': ..., 'grid': ...}`.
+    batch_stats: the U-Net's BatchNorm running statistics.
+    opt_state: Adam's state over `params`.
+    bad_step: the first step whose loss was non-finite (-1: none). The update of
+      that step and of every later one is skipped, so the state stays the last
+      good one; the host reads this at log and checkpoint cadence, not per step.
+    bad_term: index in `objective.TERMS` of its first non-finite term.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  bad_step: jax.Array
+  bad_term: jax.Array
+
+
+def make_model(config: ml_collections.ConfigDict, *, bn_axis_name: str | None = parallel.AXIS
+               ) -> Asic:
+  if config.dtype not in ('float32', 'bfloat16'):
+    raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
+  return Asic(channel_multiplier=config.model.channel_multiplier,
+              grid_size=config.model.grid_size, dtype=jnp.dtype(config.dtype),
+              bn_axis_name=bn_axis_name)
+
+
+def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
+               image_size: int) -> TrainState:
+  """A fresh state from `config.seed` (host-side; replicate before use)."""
+  model = make_model(config, bn_axis_name=None)
+  # One compiled init: run eagerly, each of the ~40 initialisers compiles on its own.
+  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, image_size, image_size, 3)),
+                                        train=False))
+  variables = init(jax.random.key(config.seed))
+  params = variables['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables['batch_stats'], opt_state=tx.init(params),
+                    bad_step=jnp.full((), -1, jnp.int32), bad_term=jnp.full((), -1, jnp.int32))
+
+
+def make_step(loss: objective.Objective, tx: optax.GradientTransformation,
+              schedule: optax.Schedule, seed: int):
+  """The per-device train step `(state, data, frozen) -> (state, metrics)`."""
+  root = jax.random.key(seed)
+
+  def step(state: TrainState, data: dict, frozen: Any):
+    key = jax.random.fold_in(root, state.step)
+    (total, (terms, batch_stats)), grads = jax.value_and_grad(loss, has_aux=True)(
+        state.params, state.batch_stats, data, frozen, key)
+    grads = jax.lax.pmean(grads, parallel.AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    bad_term = objective.first_nonfinite(terms)
+    ok = (bad_term < 0) & (state.bad_step < 0)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+    first_bad = (bad_term >= 0) & (state.bad_step < 0)
+    new_state = TrainState(
+        step=state.step + 1, params=keep(params, state.params),
+        batch_stats=keep(batch_stats, state.batch_stats),
+        opt_state=keep(opt_state, state.opt_state),
+        bad_step=jnp.where(first_bad, state.step + 1, state.bad_step),
+        bad_term=jnp.where(first_bad, bad_term, state.bad_term))
+    metrics = dict(terms, total=total, grad_norm=optax.global_norm(grads),
+                   lr=schedule(state.step))
+    return new_state, metrics
+
+  return step
+
+
+def device_data(collection) -> dict[str, np.ndarray]:
+  """The arrays the step reads, kept on the devices for the whole run."""
+  if collection.pairs is None or len(collection.pairs) == 0:
+    raise UserError(f'{collection.name}: no image pair has pseudo-matches; nothing to train on')
+  n, s = len(collection), collection.size
+  masks = collection.masks if collection.masks is not None else np.ones((n, s, s), np.float32)
+  parts = collection.parts if collection.parts is not None else np.zeros((n, s, s), np.int32)
+  return dict(images=collection.images, masks=masks.astype(np.float32),
+              parts=parts.astype(np.int32), pairs=collection.pairs.astype(np.int32),
+              matches=collection.matches.astype(np.float32))
+
+
+class MetricsLog:
+  """`WORKDIR/metrics.jsonl`: one JSON object per logged step."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self.path = workdir / 'metrics.jsonl'
+
+  def write(self, record: dict) -> None:
+    with self.path.open('a') as f:
+      f.write(json.dumps(record) + '\n')
+
+
+def _check_finite(state: TrainState, checkpointer: checkpoint.Checkpointer) -> None:
+  bad_step = int(state.bad_step)
+  if bad_step >= 0:
+    checkpointer.wait()
+    last = checkpointer.latest_step()
+    kept = f'the last checkpoint (step {last}) is intact' if last is not None else (
+        'no checkpoint had been saved')
+    term = objective.TERMS[int(state.bad_term)]
+    raise NonFiniteError(f'non-finite {term} loss at step {bad_step}; stopped, {kept}')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """Trains on the collection `config.data` names; returns the final metrics (and PCK)."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'config.json').write_text(config.to_json(indent=2))
+
+  # Collection and devices.
+  collection = loaders.load(config)
+  data = device_data(collection)
+  dp = parallel.DataParallel(config.parallel)
+  batch = config.train.batch_size
+  if batch < 2 or batch % 2:
+    raise UserError(f'config.train.batch_size must be an even number >= 2, got {batch}')
+  dp.check_divisible(batch // 2)
+
+  # Model, loss and optimizer.
+  model = make_model(config)
+  perceptual_fn, frozen = None, {}
+  if config.loss.recon:
+    perceptual_fn, frozen = perceptual.load_perceptual(config.loss.perceptual,
+                                                       config.loss.perceptual_weights)
+  loss = objective.Objective(model=model, config=config, num_devices=dp.num_devices,
+                             perceptual=perceptual_fn)
+  schedule = optim.learning_rate(config)
+  tx = optim.make_optimizer(config)
+
+  # Restore or init.
+  checkpointer = checkpoint.Checkpointer(workdir, keep=config.checkpoint.keep)
+  state = init_state(config, tx, collection.size)
+  if checkpointer.latest_step() is not None:
+    start, state = checkpointer.restore(state)
+    logging.info('Resumed from %s at step %d', checkpointer.directory, start)
+  state = dp.replicate(state)
+  data, frozen = dp.replicate(data), dp.replicate(frozen)
+
+  # The compiled step and the loop.
+  step_fn = dp.wrap(make_step(loss, tx, schedule, config.seed), donate_argnums=(0,))
+  log = MetricsLog(workdir)
+  num_steps = config.train.num_steps
+  start = int(dp.unreplicate(state).step)
+  last_time, last_step = time.perf_counter(), start
+  metrics = {}
+  progress = tqdm(range(start, num_steps), initial=start, total=num_steps, desc='train',
+                  dynamic_ncols=True, disable=None)
+  for i in progress:
+    state, metrics = step_fn(state, data, frozen)
+    step = i + 1
+    if step % config.train.log_every == 0 or step == num_steps:
+      host = jax.device_get(dp.unreplicate((state.bad_step, state.bad_term, metrics)))
+      _check_finite(TrainState(0, None, None, None, *host[:2]), checkpointer)
+      now = time.perf_counter()
+      record = {k: float(v) for k, v in host[2].items()}
+      record.update(step=step, steps_per_s=(step - last_step) / max(now - last_time, 1e-9))
+      last_time, last_step = now, step
+      log.write(record)
+      progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
+    if step % config.checkpoint.every == 0 or step == num_steps:
+      single = dp.unreplicate(state)
+      _check_finite(single, checkpointer)
+      checkpointer.save(step, single, config)
+  progress.close()
+  checkpointer.close()
+
+  result = {k: float(v) for k, v in jax.device_get(dp.unreplicate(metrics)).items()}
+  if collection.eval_pairs is not None:
+    result['pck'] = evaluate_state(config, dp.unreplicate(state), collection)
+    (workdir / 'pck.json').write_text(json.dumps(result['pck'], indent=2))
+    logging.info('PCK@0.10 %.4f (%s thresholds)', result['pck']['pck@0.10'],
+                 collection.threshold_kind)
+  return result
+
+
+def collection_flows(config: ml_collections.ConfigDict, state_or_variables: Any,
+                     images: np.ndarray) -> jax.Array:
+  """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics
+  (as the released evaluation does)."""
+  model = make_model(config, bn_axis_name=None)
+  variables = {'params': state_or_variables.params,
+               'batch_stats': state_or_variables.batch_stats}
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
+  return apply(variables, jnp.asarray(images))
+
+
+def evaluate_state(config: ml_collections.ConfigDict, state: TrainState, collection) -> dict:
+  """PCK of the collection's evaluation pairs under the trained map."""
+  flows = collection_flows(config, state, collection.images)
+  return pck_of_flows(flows, collection)
+
+
+def pck_of_flows(flows: jax.Array, collection) -> dict:
+  """PCK@alpha (pooled) of `collection.eval_pairs` transferred through `flows`."""
+  pairs = collection.eval_pairs
+  masks = None if collection.masks is None else jnp.asarray(collection.masks)
+  pred = evaluate.transfer_pairs(flows, masks, jnp.asarray(pairs.src), jnp.asarray(pairs.trg),
+                                 jnp.asarray(pairs.src_points))
+  values = evaluate.pck(np.asarray(pred), pairs.trg_points, pairs.visible, pairs.thresholds)
+  out = {f'pck@{a:.2f}': float(v) for a, v in zip(evaluate.ALPHAS, values)}
+  out.update(num_pairs=len(pairs), num_keypoints=int(pairs.visible.sum()),
+             threshold=collection.threshold_kind)
+  return out

@@ -1,0 +1,29 @@
+"""A tiny run: a few steps on a tiny synthetic collection, offline, on CPU in seconds.
+
+  python -m asic_jax.main --config=configs/tiny.py --workdir=runs/tiny
+
+32-px images, a narrow U-Net (widths 8 ... 128), a 32-px canonical grid and an
+untrained VGG for the perceptual loss (`perceptual_weights='random'`): every
+stage of the pipeline runs, but the numbers mean nothing.
+"""
+
+from asic_jax import config_lib
+
+
+def get_config(arg: str = ''):
+  c = config_lib.base_config(arg)
+  c.train.num_steps = 20
+  c.train.batch_size = 4
+  c.train.log_every = 5
+  c.checkpoint.every = 10
+  c.data.img_size = 32
+  c.data.synthetic.num_images = 6
+  c.data.synthetic.matches_per_pair = 32
+  c.data.synthetic.num_keypoints = 8
+  c.model.channel_multiplier = 0.125
+  c.model.grid_size = 32
+  c.loss.recon_size = 16
+  c.loss.perceptual = 'lpips'
+  c.loss.perceptual_weights = 'random'
+  c.parts.num_parts = 4
+  return c
