@@ -20,9 +20,11 @@ class Checkpointer:
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep,
+                                           create=not read_only,
                                            read_only=read_only)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
+    self._manager = ocp.CheckpointManager(self.directory,
+                                          options=options,
                                           item_names=('state', 'config'))
 
   def latest_step(self) -> int | None:
@@ -33,11 +35,11 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
     """Saves `state` (a pytree of arrays) and `config` at `step` (asynchronously)."""
-    self._manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                config=ocp.args.JsonSave(json.loads(config.to_json()))),
-        force=True)
+    self._manager.save(step,
+                       args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               config=ocp.args.JsonSave(json.loads(
+                                                   config.to_json()))),
+                       force=True)
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any]:
     """Restores the state at `step` (the latest when None) into `abstract_state`'s shape.

@@ -23,7 +23,8 @@ MASK_THRESHOLD = 0.1
 def canonical_points(flow: jax.Array, points: jax.Array) -> jax.Array:
   """The canonical point of each pixel `points [K, 2]` of an image with `flow [H, W, 2]`."""
   height, width = flow.shape[:2]
-  return sampling.grid_sample(flow, sampling.pixel_to_normalized(points, (width, height)),
+  return sampling.grid_sample(flow,
+                              sampling.pixel_to_normalized(points, (width, height)),
                               padding='border')
 
 
@@ -44,10 +45,15 @@ def transfer(src_flow: jax.Array, trg_flow: jax.Array, trg_mask: jax.Array | Non
 
 
 @functools.partial(jax.jit, static_argnames=('chunk',))
-def transfer_pairs(flows: jax.Array, masks: jax.Array | None, src: jax.Array, trg: jax.Array,
-                   points: jax.Array, chunk: int = 8) -> jax.Array:
+def transfer_pairs(flows: jax.Array,
+                   masks: jax.Array | None,
+                   src: jax.Array,
+                   trg: jax.Array,
+                   points: jax.Array,
+                   chunk: int = 8) -> jax.Array:
   """`transfer` for E pairs: flows `[N, H, W, 2]`, masks `[N, H, W]` or None, src/trg `[E]`,
   points `[E, K, 2]` -> `[E, K, 2]` int32. Pairs go `chunk` at a time to bound memory."""
+
   def one(args):
     s, t, p = args
     return transfer(flows[s], flows[t], None if masks is None else masks[t], p)
@@ -55,7 +61,10 @@ def transfer_pairs(flows: jax.Array, masks: jax.Array | None, src: jax.Array, tr
   return jax.lax.map(one, (src, trg, points), batch_size=chunk)
 
 
-def pck(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, thresholds: np.ndarray,
+def pck(pred: np.ndarray,
+        gt: np.ndarray,
+        visible: np.ndarray,
+        thresholds: np.ndarray,
         alphas=ALPHAS) -> np.ndarray:
   """PCK@alpha pooled over every visible keypoint of every pair.
 

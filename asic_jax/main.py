@@ -5,6 +5,7 @@
 value is one readable line and exit status 2.
 """
 
+import logging as stdlib_logging
 import sys
 
 from absl import app, flags, logging
@@ -12,9 +13,17 @@ from ml_collections import config_flags
 
 from asic_jax.errors import UserError
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file (configs/*.py[:arg]).',
+_CONFIG = config_flags.DEFINE_config_file('config',
+                                          None,
+                                          'A config file (configs/*.py[:arg]).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and reports.')
+
+
+def fail(message: str) -> None:
+  """One readable line on stderr and exit status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -22,17 +31,23 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f'error: {e}')
+    fail(str(e))
   except (AttributeError, KeyError) as e:
     # ml_collections raises these for `--config.<key>` naming no config field.
-    message = str(e).strip('\'"').replace('\\n', ' ').replace('\\\'', "'")
-    sys.exit(f'error: unknown config field in the command line: {message}')
-  config = _CONFIG.value
-  if config is None or not hasattr(config, 'mode'):
-    sys.exit('error: give --config=configs/<name>.py (a file defining get_config); '
-             f'got {flags.FLAGS["config"].value!r}')
+    message = str(e).strip('\'"').replace('\\n', ' ').replace("\\'", "'")
+    fail(f'unknown config field in the command line: {message}')
+  try:
+    config = _CONFIG.value
+    has_mode = config is not None and hasattr(config, 'mode')
+  except OSError as e:  # ml_collections' report of a config file it could not load
+    reason = [line.strip() for line in str(e).splitlines() if line.strip()]
+    fail(f'cannot load --config={flags.FLAGS["config"].serialize().split("=", 1)[-1]}: '
+         f'{reason[-1] if reason else e}')
+  if not has_mode:
+    fail('give --config=configs/<name>.py (a file defining get_config() that returns a '
+         'ConfigDict with a `mode` field)')
   if not _WORKDIR.value:
-    sys.exit('error: give --workdir=DIR (checkpoints, metrics and reports go there)')
+    fail('give --workdir=DIR (checkpoints, metrics and reports go there)')
   return rest
 
 
@@ -48,11 +63,18 @@ def run(config, workdir: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
+  # Our progress messages at INFO; libraries (Orbax above all) only at WARNING.
+  logging.set_verbosity(logging.WARNING)
+  handler = stdlib_logging.StreamHandler()
+  handler.setFormatter(stdlib_logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
+  ours = stdlib_logging.getLogger('asic_jax')
+  ours.addHandler(handler)
+  ours.setLevel(stdlib_logging.INFO)
+  ours.propagate = False
   try:
     run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
-    sys.exit(f'error: {e}')
+    fail(str(e))
 
 
 if __name__ == '__main__':

@@ -60,11 +60,13 @@ class Objective:
       keys = jax.random.split(k, 2 * num_pairs).reshape(2, num_pairs)
       return device_slice(keys, p, axis=1).reshape(2 * p)
 
-    return dict(index=jnp.concatenate([pairs[:, 0], pairs[:, 1]]), matches=matches,
-                tps_keys=image_keys(k_tps), jitter_keys=image_keys(k_jitter))
+    return dict(index=jnp.concatenate([pairs[:, 0], pairs[:, 1]]),
+                matches=matches,
+                tps_keys=image_keys(k_tps),
+                jitter_keys=image_keys(k_jitter))
 
-  def __call__(self, params: Any, batch_stats: Any, data: dict[str, jax.Array],
-               frozen: Any, key: jax.Array) -> tuple[jax.Array, tuple[dict, Any]]:
+  def __call__(self, params: Any, batch_stats: Any, data: dict[str, jax.Array], frozen: Any,
+               key: jax.Array) -> tuple[jax.Array, tuple[dict, Any]]:
     """Total loss and (the weighted terms, the updated BatchNorm statistics).
 
     Args:
@@ -83,50 +85,79 @@ class Objective:
     parts = data['parts'][batch['index']]
 
     def forward(x, stats):
-      flow, updates = self.model.apply({'params': params, 'batch_stats': stats}, x, train=True,
+      flow, updates = self.model.apply({
+          'params': params,
+          'batch_stats': stats
+      },
+                                       x,
+                                       train=True,
                                        mutable=['batch_stats'])
       return flow, updates['batch_stats']
 
-    flow, batch_stats = forward(images, batch_stats)
+    if loss_cfg.equi:
+      warp = jax.vmap(
+          lambda k: jax.tree.map(lambda t: t[0], tps.random_tps(k, 1, scale=aug.tps_scale)))(
+              batch['tps_keys'])
+      params_t = jax.vmap(lambda k: jax.tree.map(
+          lambda t: t[0],
+          augment.draw_jitter(k, 1, **{
+              k: v for k, v in aug.items() if k != 'tps_scale'
+          })))(batch['jitter_keys'])
+      images_t = tps.warp(augment.apply_jitter(images, params_t), warp)
+      masks_t = (tps.warp(masks[..., None], warp)[..., 0] > 0.5).astype(masks.dtype)
+
+      flow, batch_stats = forward(images, batch_stats)
+      flow_of_warped, batch_stats = forward(images_t, batch_stats)
+    else:
+      flow, batch_stats = forward(images, batch_stats)
     terms = dict.fromkeys(TERMS, jnp.zeros(()))
-    terms['kp'] = losses.kp_loss(flow[:p], flow[p:], batch['matches'], weight=loss_cfg.kp,
-                                 form=form, temperature=loss_cfg.kp_temperature,
+    terms['kp'] = losses.kp_loss(flow[:p],
+                                 flow[p:],
+                                 batch['matches'],
+                                 weight=loss_cfg.kp,
+                                 form=form,
+                                 temperature=loss_cfg.kp_temperature,
                                  axis_name=AXIS)
     identity = sampling.identity_grid(*flow.shape[1:3])
     terms['tv'] = losses.tv_loss(flow - identity, weight=loss_cfg.tv, axis_name=AXIS)
-    terms['parts'] = losses.parts_loss(flow, parts, masks, weight=loss_cfg.parts,
-                                       num_parts=self.config.parts.num_parts, form=form,
+    terms['parts'] = losses.parts_loss(flow,
+                                       parts,
+                                       masks,
+                                       weight=loss_cfg.parts,
+                                       num_parts=self.config.parts.num_parts,
+                                       form=form,
                                        axis_name=AXIS)
     recon_flows, recon_images, recon_masks = [flow], [images], [masks]
     if loss_cfg.equi:
-      warp = jax.vmap(lambda k: jax.tree.map(lambda t: t[0], tps.random_tps(
-          k, 1, scale=aug.tps_scale)))(batch['tps_keys'])
-      jitter = jax.vmap(lambda k, image: augment.color_jitter(
-          k, image[None], brightness=aug.brightness, contrast=aug.contrast,
-          saturation=aug.saturation, hue=aug.hue, jitter_prob=aug.jitter_prob,
-          gray_prob=aug.gray_prob, blur_prob=aug.blur_prob,
-          solarize_prob=aug.solarize_prob)[0])
-      images_t = tps.warp(jitter(batch['jitter_keys'], images), warp)
-      masks_t = (tps.warp(masks[..., None], warp)[..., 0] > 0.5).astype(masks.dtype)
-      flow_of_warped, batch_stats = forward(images_t, batch_stats)
-      terms['equi'] = losses.equivariance_loss(flow_of_warped, tps.warp(flow, warp),
-                                               masks_t * masks, weight=loss_cfg.equi,
-                                               form=form, axis_name=AXIS)
+      terms['equi'] = losses.equivariance_loss(flow_of_warped,
+                                               tps.warp(flow, warp),
+                                               masks_t * masks,
+                                               weight=loss_cfg.equi,
+                                               form=form,
+                                               axis_name=AXIS)
       recon_flows.append(flow_of_warped)
       recon_images.append(images_t)
       recon_masks.append(masks_t)
     if loss_cfg.recon or loss_cfg.mask:
       size = loss_cfg.recon_size
       # Original and warped copies stacked: a plain mean is the paper's average of both.
-      recon = self.model.apply({'params': params}, jnp.concatenate(recon_flows), size,
+      recon = self.model.apply({'params': params},
+                               jnp.concatenate(recon_flows),
+                               size,
                                method=Asic.reconstruct)
       resize = jax.vmap(lambda x: sampling.resize(x, size, size))
       small_images = resize(jnp.concatenate(recon_images))
       small_masks = resize(jnp.concatenate(recon_masks)[..., None])[..., 0]
-      terms['recon'] = losses.recon_loss(recon[..., :3], small_images, small_masks,
-                                         weight=loss_cfg.recon, perceptual=self.perceptual,
-                                         perceptual_params=frozen, axis_name=AXIS)
-      terms['mask'] = losses.mask_loss(recon[..., 3], small_masks, weight=loss_cfg.mask,
+      terms['recon'] = losses.recon_loss(recon[..., :3],
+                                         small_images,
+                                         small_masks,
+                                         weight=loss_cfg.recon,
+                                         perceptual=self.perceptual,
+                                         perceptual_params=frozen,
+                                         axis_name=AXIS)
+      terms['mask'] = losses.mask_loss(recon[..., 3],
+                                       small_masks,
+                                       weight=loss_cfg.mask,
                                        axis_name=AXIS)
     total = sum(terms.values())
     return total, (terms, batch_stats)

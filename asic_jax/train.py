@@ -7,6 +7,7 @@ end), and an evaluation when the collection has keypoints.
 """
 
 import json
+import logging
 import pathlib
 import time
 from typing import Any
@@ -17,7 +18,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from tqdm import tqdm
 
 from asic_jax import checkpoint, evaluate, objective, optim, parallel
@@ -25,6 +25,8 @@ from asic_jax.data import loaders
 from asic_jax.errors import NonFiniteError, UserError
 from asic_jax.models import perceptual
 from asic_jax.models.asic import Asic
+
+log = logging.getLogger(__name__)
 
 
 @flax.struct.dataclass
@@ -49,12 +51,14 @@ class TrainState:
   bad_term: jax.Array
 
 
-def make_model(config: ml_collections.ConfigDict, *, bn_axis_name: str | None = parallel.AXIS
-               ) -> Asic:
+def make_model(config: ml_collections.ConfigDict,
+               *,
+               bn_axis_name: str | None = parallel.AXIS) -> Asic:
   if config.dtype not in ('float32', 'bfloat16'):
     raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
   return Asic(channel_multiplier=config.model.channel_multiplier,
-              grid_size=config.model.grid_size, dtype=jnp.dtype(config.dtype),
+              grid_size=config.model.grid_size,
+              dtype=jnp.dtype(config.dtype),
               bn_axis_name=bn_axis_name)
 
 
@@ -62,25 +66,31 @@ def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                image_size: int) -> TrainState:
   """A fresh state from `config.seed` (host-side; replicate before use)."""
   model = make_model(config, bn_axis_name=None)
-  # One compiled init: run eagerly, each of the ~40 initialisers compiles on its own.
-  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, image_size, image_size, 3)),
-                                        train=False))
-  variables = init(jax.random.key(config.seed))
+  # One compiled init (eagerly, each of the ~40 initialisers compiles on its own),
+  # from an 'rbg' key: threefry's hash, unrolled in 40 initialisers, takes ~4x
+  # longer to compile on CPU. The step's own randomness stays threefry.
+  init = jax.jit(lambda key: model.init(key, jnp.zeros(
+      (1, image_size, image_size, 3)), train=False))
+  variables = init(jax.random.key(config.seed, impl='rbg'))
   params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables['batch_stats'], opt_state=tx.init(params),
-                    bad_step=jnp.full((), -1, jnp.int32), bad_term=jnp.full((), -1, jnp.int32))
+  return TrainState(step=jnp.zeros((), jnp.int32),
+                    params=params,
+                    batch_stats=variables['batch_stats'],
+                    opt_state=tx.init(params),
+                    bad_step=jnp.full((), -1, jnp.int32),
+                    bad_term=jnp.full((), -1, jnp.int32))
 
 
-def make_step(loss: objective.Objective, tx: optax.GradientTransformation,
-              schedule: optax.Schedule, seed: int):
+def make_step(loss: objective.Objective, tx: optax.GradientTransformation, schedule: optax.Schedule,
+              seed: int):
   """The per-device train step `(state, data, frozen) -> (state, metrics)`."""
   root = jax.random.key(seed)
 
   def step(state: TrainState, data: dict, frozen: Any):
     key = jax.random.fold_in(root, state.step)
-    (total, (terms, batch_stats)), grads = jax.value_and_grad(loss, has_aux=True)(
-        state.params, state.batch_stats, data, frozen, key)
+    (total, (terms, batch_stats)), grads = jax.value_and_grad(loss, has_aux=True)(state.params,
+                                                                                  state.batch_stats,
+                                                                                  data, frozen, key)
     grads = jax.lax.pmean(grads, parallel.AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -88,14 +98,13 @@ def make_step(loss: objective.Objective, tx: optax.GradientTransformation,
     ok = (bad_term < 0) & (state.bad_step < 0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
     first_bad = (bad_term >= 0) & (state.bad_step < 0)
-    new_state = TrainState(
-        step=state.step + 1, params=keep(params, state.params),
-        batch_stats=keep(batch_stats, state.batch_stats),
-        opt_state=keep(opt_state, state.opt_state),
-        bad_step=jnp.where(first_bad, state.step + 1, state.bad_step),
-        bad_term=jnp.where(first_bad, bad_term, state.bad_term))
-    metrics = dict(terms, total=total, grad_norm=optax.global_norm(grads),
-                   lr=schedule(state.step))
+    new_state = TrainState(step=state.step + 1,
+                           params=keep(params, state.params),
+                           batch_stats=keep(batch_stats, state.batch_stats),
+                           opt_state=keep(opt_state, state.opt_state),
+                           bad_step=jnp.where(first_bad, state.step + 1, state.bad_step),
+                           bad_term=jnp.where(first_bad, bad_term, state.bad_term))
+    metrics = dict(terms, total=total, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
     return new_state, metrics
 
   return step
@@ -108,8 +117,10 @@ def device_data(collection) -> dict[str, np.ndarray]:
   n, s = len(collection), collection.size
   masks = collection.masks if collection.masks is not None else np.ones((n, s, s), np.float32)
   parts = collection.parts if collection.parts is not None else np.zeros((n, s, s), np.int32)
-  return dict(images=collection.images, masks=masks.astype(np.float32),
-              parts=parts.astype(np.int32), pairs=collection.pairs.astype(np.int32),
+  return dict(images=collection.images,
+              masks=masks.astype(np.float32),
+              parts=parts.astype(np.int32),
+              pairs=collection.pairs.astype(np.int32),
               matches=collection.matches.astype(np.float32))
 
 
@@ -156,7 +167,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if config.loss.recon:
     perceptual_fn, frozen = perceptual.load_perceptual(config.loss.perceptual,
                                                        config.loss.perceptual_weights)
-  loss = objective.Objective(model=model, config=config, num_devices=dp.num_devices,
+  loss = objective.Objective(model=model,
+                             config=config,
+                             num_devices=dp.num_devices,
                              perceptual=perceptual_fn)
   schedule = optim.learning_rate(config)
   tx = optim.make_optimizer(config)
@@ -166,30 +179,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   state = init_state(config, tx, collection.size)
   if checkpointer.latest_step() is not None:
     start, state = checkpointer.restore(state)
-    logging.info('Resumed from %s at step %d', checkpointer.directory, start)
+    log.info('Resumed from %s at step %d', checkpointer.directory, start)
   state = dp.replicate(state)
   data, frozen = dp.replicate(data), dp.replicate(frozen)
 
   # The compiled step and the loop.
   step_fn = dp.wrap(make_step(loss, tx, schedule, config.seed), donate_argnums=(0,))
-  log = MetricsLog(workdir)
+  begin = time.perf_counter()
+  metrics_log = MetricsLog(workdir)
   num_steps = config.train.num_steps
   start = int(dp.unreplicate(state).step)
-  last_time, last_step = time.perf_counter(), start
   metrics = {}
-  progress = tqdm(range(start, num_steps), initial=start, total=num_steps, desc='train',
-                  dynamic_ncols=True, disable=None)
+  progress = tqdm(range(start, num_steps),
+                  initial=start,
+                  total=num_steps,
+                  desc='train',
+                  dynamic_ncols=True,
+                  disable=None)
   for i in progress:
     state, metrics = step_fn(state, data, frozen)
     step = i + 1
+    if i == start:
+      # The first step compiles; steps_per_s counts from its end.
+      jax.block_until_ready(state)
+      last_time, last_step = time.perf_counter(), step
+      log.info('First step (compilation included) took %.1f s', last_time - begin)
     if step % config.train.log_every == 0 or step == num_steps:
       host = jax.device_get(dp.unreplicate((state.bad_step, state.bad_term, metrics)))
       _check_finite(TrainState(0, None, None, None, *host[:2]), checkpointer)
       now = time.perf_counter()
       record = {k: float(v) for k, v in host[2].items()}
-      record.update(step=step, steps_per_s=(step - last_step) / max(now - last_time, 1e-9))
-      last_time, last_step = now, step
-      log.write(record)
+      record['step'] = step
+      if step > last_step:
+        record['steps_per_s'] = (step - last_step) / max(now - last_time, 1e-9)
+        last_time, last_step = now, step
+      metrics_log.write(record)
       progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
     if step % config.checkpoint.every == 0 or step == num_steps:
       single = dp.unreplicate(state)
@@ -202,8 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if collection.eval_pairs is not None:
     result['pck'] = evaluate_state(config, dp.unreplicate(state), collection)
     (workdir / 'pck.json').write_text(json.dumps(result['pck'], indent=2))
-    logging.info('PCK@0.10 %.4f (%s thresholds)', result['pck']['pck@0.10'],
-                 collection.threshold_kind)
+    log.info('PCK@0.10 %.4f (%s thresholds)', result['pck']['pck@0.10'], collection.threshold_kind)
   return result
 
 
@@ -212,8 +235,7 @@ def collection_flows(config: ml_collections.ConfigDict, state_or_variables: Any,
   """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics
   (as the released evaluation does)."""
   model = make_model(config, bn_axis_name=None)
-  variables = {'params': state_or_variables.params,
-               'batch_stats': state_or_variables.batch_stats}
+  variables = {'params': state_or_variables.params, 'batch_stats': state_or_variables.batch_stats}
   apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
   return apply(variables, jnp.asarray(images))
 
@@ -232,6 +254,7 @@ def pck_of_flows(flows: jax.Array, collection) -> dict:
                                  jnp.asarray(pairs.src_points))
   values = evaluate.pck(np.asarray(pred), pairs.trg_points, pairs.visible, pairs.thresholds)
   out = {f'pck@{a:.2f}': float(v) for a, v in zip(evaluate.ALPHAS, values)}
-  out.update(num_pairs=len(pairs), num_keypoints=int(pairs.visible.sum()),
+  out.update(num_pairs=len(pairs),
+             num_keypoints=int(pairs.visible.sum()),
              threshold=collection.threshold_kind)
   return out

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import pathlib
+import subprocess
 import tempfile
 
 import jax
@@ -58,3 +59,33 @@ def load_config(name: str, arg: str = '', **overrides) -> ml_collections.ConfigD
       node = node[part]
     node[last] = value
   return config
+
+
+def readme_command(marker: str) -> str:
+  """The README's shell command whose text contains `marker`, minus its install part."""
+  for line in (ROOT / 'README.md').read_text().splitlines():
+    if marker in line and line.startswith('pip install'):
+      return line.split('&&', 1)[1].strip()
+  raise AssertionError(f'README.md has no command containing {marker!r}')
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory) -> pathlib.Path:
+  """One run of the README's main command (configs/tiny.py), shared by every test that
+  needs a trained workdir: resume, eval, visualisation and report tests."""
+  workdir = tmp_path_factory.mktemp('tiny_run')
+  command = readme_command('asic_jax.main --config=configs/tiny.py')
+  assert '--workdir=runs/tiny' in command
+  command = command.replace('--workdir=runs/tiny', f'--workdir={workdir}')
+  env = dict(os.environ,
+             HF_HUB_OFFLINE='1',
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir)
+  result = subprocess.run(command,
+                          shell=True,
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir

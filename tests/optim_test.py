@@ -46,4 +46,4 @@ def test_config_arg_parsing():
   assert released.parts.num_parts == 4 and released.loss.perceptual == 'vgg_ssl'
   paper = config_lib.base_config('')
   assert (paper.loss.kp, paper.loss.tv, paper.loss.mask, paper.parts.num_parts) == (10.0, 9000.0,
-                                                                                   1.0, 8)
+                                                                                    1.0, 8)

@@ -30,7 +30,9 @@ def test_grid_sample_matches_torch_values_and_gradients(padding):
                                                          has_aux=True)(image, grid)
   tol = dict(rtol=1e-5, atol=1e-5 * 75)  # 75: max |grad_grid| (README tolerance rule)
   np.testing.assert_allclose(out, _nhwc(ref[f'out_{padding}_f64']), rtol=1e-5, atol=2e-5)
-  np.testing.assert_allclose(grad_image, _nhwc(ref[f'grad_input_{padding}_f64']), rtol=1e-5,
+  np.testing.assert_allclose(grad_image,
+                             _nhwc(ref[f'grad_input_{padding}_f64']),
+                             rtol=1e-5,
                              atol=2e-5)
   np.testing.assert_allclose(grad_grid, ref[f'grad_grid_{padding}_f64'], **tol)
 
@@ -83,6 +85,7 @@ def test_resize_equals_corner_aligned_bilinear():
 def test_block_mean_halves_like_the_released_flow_reduction():
   ref = load_reference('canonical_unwarp')
   np.testing.assert_allclose(sampling.block_mean(jnp.asarray(ref['flow']), 2),
-                             ref['flow_res8_f64'], atol=1e-6)
+                             ref['flow_res8_f64'],
+                             atol=1e-6)
   with pytest.raises(ValueError, match='divide'):
     sampling.block_mean(jnp.zeros((1, 6, 6, 2)), 4)

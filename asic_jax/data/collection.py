@@ -122,7 +122,8 @@ def all_pairs(n: int) -> np.ndarray:
   return np.stack([a, b], axis=1).astype(np.int32)
 
 
-def eval_pairs_from_keypoints(keypoints: np.ndarray, visibility: np.ndarray,
+def eval_pairs_from_keypoints(keypoints: np.ndarray,
+                              visibility: np.ndarray,
                               thresholds: np.ndarray,
                               groups: np.ndarray | None = None) -> EvalPairs:
   """Every ordered pair (a, b), a != b (within a group when `groups` is given).
@@ -142,7 +143,8 @@ def eval_pairs_from_keypoints(keypoints: np.ndarray, visibility: np.ndarray,
   if groups is not None:
     same = groups[src] == groups[trg]
     src, trg = src[same], trg[same]
-  return EvalPairs(src=src.astype(np.int32), trg=trg.astype(np.int32),
+  return EvalPairs(src=src.astype(np.int32),
+                   trg=trg.astype(np.int32),
                    src_points=keypoints[src].astype(np.float32),
                    trg_points=keypoints[trg].astype(np.float32),
                    visible=visibility[src] & visibility[trg],

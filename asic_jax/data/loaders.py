@@ -1,5 +1,8 @@
 """`load(config)`: the collection `config.data.name` names."""
 
+import functools
+import json
+
 import ml_collections
 
 from asic_jax.data import collection as collection_lib
@@ -13,7 +16,17 @@ def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
   """Loads (and, for real photos, later extracts correspondences for) a collection."""
   name = config.data.name
   if name == 'synthetic':
-    return synthetic.make_synthetic(config.data.synthetic, size=config.data.img_size,
-                                    num_parts=config.parts.num_parts, seed=config.seed,
-                                    source=config.data.path or None)
+    return _synthetic(config.data.synthetic.to_json(), config.data.img_size, config.parts.num_parts,
+                      config.seed, config.data.path or None)
   raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str | None):
+  # Memoised: the same collection is asked for by train, eval and visualize in
+  # one process (and by many tests); it is deterministic in its arguments.
+  return synthetic.make_synthetic(ml_collections.ConfigDict(json.loads(settings)),
+                                  size=size,
+                                  num_parts=num_parts,
+                                  seed=seed,
+                                  source=source)

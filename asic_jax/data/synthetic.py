@@ -62,8 +62,10 @@ def _spot_positions(num: int, rng: np.random.Generator) -> np.ndarray:
 def _procedural_source(p: jax.Array, spots: jax.Array, num_parts: int, pixel: float):
   """The procedural source at points `p [..., 2]`: rgb [..., 3] in [0, 1], mask, part."""
   x, y = p[..., 0], p[..., 1]
-  rgb = jnp.stack([0.5 + 0.35 * jnp.cos(3 * x + 1), 0.5 + 0.35 * jnp.sin(2.5 * y + 0.5),
-                   0.5 + 0.3 * jnp.cos(2 * (x + y))], -1)
+  rgb = jnp.stack([
+      0.5 + 0.35 * jnp.cos(3 * x + 1), 0.5 + 0.35 * jnp.sin(2.5 * y + 0.5),
+      0.5 + 0.3 * jnp.cos(2 * (x + y))
+  ], -1)
   # Spots: a distinct saturated colour each, so keypoints are visible features.
   hues = jnp.arange(len(spots)) / len(spots)
   spot_rgb = jnp.stack([0.5 + 0.5 * jnp.cos(2 * jnp.pi * (hues + k / 3)) for k in range(3)], -1)
@@ -96,8 +98,9 @@ def _random_warps(key: jax.Array, n: int, scale: float):
   zoom = jax.random.uniform(k_scale, (n,), minval=0.85, maxval=1.15)
   shift = jax.random.uniform(k_shift, (n, 2), minval=-0.1, maxval=0.1)
   cos, sin = jnp.cos(angle) * zoom, jnp.sin(angle) * zoom
-  affine = jnp.stack([jnp.stack([cos, -sin, shift[:, 0]], -1),
-                      jnp.stack([sin, cos, shift[:, 1]], -1)], 1)
+  affine = jnp.stack(
+      [jnp.stack([cos, -sin, shift[:, 0]], -1),
+       jnp.stack([sin, cos, shift[:, 1]], -1)], 1)
   grid = jnp.stack(jnp.meshgrid(jnp.linspace(-1, 1, 3), jnp.linspace(-1, 1, 3)), -1).reshape(9, 2)
   src = jnp.broadcast_to(grid, (n, 9, 2))
   dst = src + jax.random.uniform(k_tps, (n, 9, 2), minval=-scale, maxval=scale)
@@ -114,8 +117,7 @@ def _invert(affine, spline, targets: jax.Array, size: int):
   """Points `v [M, 2]` of one image with f(v) = targets, and whether Newton converged."""
   coarse = sampling.identity_grid(size, size).reshape(-1, 2)
   mapped = _backward(affine, spline, coarse)
-  start = coarse[jnp.argmin(
-      jnp.sum(jnp.square(targets[:, None] - mapped[None]), -1), axis=1)]
+  start = coarse[jnp.argmin(jnp.sum(jnp.square(targets[:, None] - mapped[None]), -1), axis=1)]
   f = lambda v: _backward(affine, spline, v[None])[0]
   jacobian = jax.vmap(jax.jacfwd(f))
 
@@ -123,8 +125,9 @@ def _invert(affine, spline, targets: jax.Array, size: int):
     residual = jax.vmap(f)(v) - targets
     (a, b), (c, d) = jnp.moveaxis(jacobian(v), (-2, -1), (0, 1))
     det = a * d - b * c  # 2 x 2 inverse in closed form: far cheaper to compile than solve
-    step = jnp.stack([d * residual[:, 0] - b * residual[:, 1],
-                      a * residual[:, 1] - c * residual[:, 0]], -1) / det[:, None]
+    step = jnp.stack(
+        [d * residual[:, 0] - b * residual[:, 1], a * residual[:, 1] - c * residual[:, 0]],
+        -1) / det[:, None]
     return v - step, None
 
   v, _ = jax.lax.scan(newton, start, None, length=_NEWTON_STEPS)
@@ -149,8 +152,9 @@ def _render(key, warps, size, num_parts, source_fn):
     p = _backward(affine, spline, grid)
     rgb, mask, part = source_fn(p)
     kc = jax.random.split(k_col, 2)
-    rgb = jnp.clip(rgb * jax.random.uniform(kc[0], (), minval=0.8, maxval=1.2) +
-                   jax.random.uniform(kc[1], (3,), minval=-0.08, maxval=0.08), 0, 1)
+    rgb = jnp.clip(
+        rgb * jax.random.uniform(kc[0], (), minval=0.8, maxval=1.2) +
+        jax.random.uniform(kc[1], (3,), minval=-0.08, maxval=0.08), 0, 1)
     kb = jax.random.split(k_bg, 4)
     phi = jax.random.uniform(kb[0], (), maxval=jnp.pi)
     freq = jax.random.uniform(kb[1], (), minval=4.0, maxval=12.0)
@@ -172,9 +176,12 @@ def _bbox_sizes(masks: np.ndarray) -> np.ndarray:
   return np.asarray(sizes, np.float32)
 
 
-def make_synthetic(config: ml_collections.ConfigDict, *, size: int, num_parts: int,
-                   seed: int, source: str | pathlib.Path | None = None
-                   ) -> collection_lib.Collection:
+def make_synthetic(config: ml_collections.ConfigDict,
+                   *,
+                   size: int,
+                   num_parts: int,
+                   seed: int,
+                   source: str | pathlib.Path | None = None) -> collection_lib.Collection:
   """The synthetic collection `config` (`config.data.synthetic`) describes.
 
   Args:
@@ -206,7 +213,7 @@ def make_synthetic(config: ml_collections.ConfigDict, *, size: int, num_parts: i
     lin = np.linspace(-0.6, 0.6, side)
     spots = jnp.asarray(np.stack(np.meshgrid(lin, lin), -1).reshape(-1, 2)[:k], jnp.float32)
   images, masks, parts = jax.jit(_render, static_argnums=(2, 3, 4))(k_render, warps, size,
-                                                                     num_parts, source_fn)
+                                                                    num_parts, source_fn)
   images, masks, parts = np.asarray(images), np.asarray(masks), np.asarray(parts)
 
   # Keypoints: the source spots seen in every image.
@@ -220,13 +227,20 @@ def make_synthetic(config: ml_collections.ConfigDict, *, size: int, num_parts: i
   pairs = collection_lib.all_pairs(n)
   matches = _pseudo_matches(k_match, rng, warps, masks, pairs, config, size)
   thresholds = _bbox_sizes(masks)
-  return collection_lib.Collection(
-      name='synthetic', images=images.astype(np.float32), names=tuple(f'synthetic_{i:03d}'
-                                                                      for i in range(n)),
-      masks=masks.astype(np.float32), parts=parts.astype(np.int32), num_parts=num_parts,
-      pairs=pairs, matches=matches, keypoints=keypoints, visibility=visible,
-      thresholds=thresholds, eval_pairs=collection_lib.eval_pairs_from_keypoints(
-          keypoints, visible, thresholds), threshold_kind='bbox')
+  return collection_lib.Collection(name='synthetic',
+                                   images=images.astype(np.float32),
+                                   names=tuple(f'synthetic_{i:03d}' for i in range(n)),
+                                   masks=masks.astype(np.float32),
+                                   parts=parts.astype(np.int32),
+                                   num_parts=num_parts,
+                                   pairs=pairs,
+                                   matches=matches,
+                                   keypoints=keypoints,
+                                   visibility=visible,
+                                   thresholds=thresholds,
+                                   eval_pairs=collection_lib.eval_pairs_from_keypoints(
+                                       keypoints, visible, thresholds),
+                                   threshold_kind='bbox')
 
 
 def _mask_at(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -248,19 +262,23 @@ def _pseudo_matches(key, rng: np.random.Generator, warps, masks: np.ndarray, pai
     choice = rng.choice(len(fg[a]), size=min(m, len(fg[a])), replace=False)
     starts.append(np.pad(fg[a][choice], ((0, m - len(choice)), (0, 0))))
   starts = np.asarray(starts) + rng.uniform(-0.5, 0.5, size=(len(pairs), m, 2))
+
   @jax.jit
   def transfer(a, b, pixels):
     points = sampling.pixel_to_normalized(pixels, size)
-    source = jax.vmap(lambda af, sp, v: _backward(af, sp, v))(affine[a], jax.tree.map(
-        lambda t: t[a], spline), points)
-    ends, converged = jax.vmap(_invert, in_axes=(0, 0, 0, None))(
-        affine[b], jax.tree.map(lambda t: t[b], spline), source, min(size, 64))
+    source = jax.vmap(lambda af, sp, v: _backward(af, sp, v))(affine[a],
+                                                              jax.tree.map(lambda t: t[a], spline),
+                                                              points)
+    ends, converged = jax.vmap(_invert,
+                               in_axes=(0, 0, 0, None))(affine[b],
+                                                        jax.tree.map(lambda t: t[b], spline),
+                                                        source, min(size, 64))
     return sampling.normalized_to_pixel(ends, size), converged
 
   ends, converged = transfer(pairs[:, 0], pairs[:, 1], starts.astype(np.float32))
   ends = np.asarray(ends)
-  valid = (np.asarray(converged) & np.all((ends >= 0) & (ends <= size - 1), axis=-1) &
-           _mask_at(masks[pairs[:, 1]], ends))
+  valid = (np.asarray(converged) & np.all(
+      (ends >= 0) & (ends <= size - 1), axis=-1) & _mask_at(masks[pairs[:, 1]], ends))
   ends = ends + rng.normal(scale=float(config.noise_px), size=ends.shape)
   outlier = rng.uniform(size=valid.shape) < float(config.outlier_fraction)
   for row, b in enumerate(pairs[:, 1]):

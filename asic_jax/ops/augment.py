@@ -166,16 +166,19 @@ def draw_jitter(key: jax.Array,
   if not 0.0 <= solarize_addition < 0.5:
     raise ValueError(f'solarize_addition must be in [0, 0.5), got {solarize_addition}')
 
-  keys = iter(jax.random.split(key, 12))
+  # One draw for everything: a single random-bits call compiles far faster than
+  # twelve, and the step compiles it on every run.
+  u = jax.random.uniform(key, (batch, 15), jnp.float32)
+  columns = iter(range(11))
 
   def uniform(low, high):
-    return jax.random.uniform(next(keys), (batch,), jnp.float32, low, high)
+    return low + (high - low) * u[:, next(columns)]
 
   def coin(prob):
-    return jax.random.uniform(next(keys), (batch,)) < prob
+    return u[:, next(columns)] < prob
 
-  ops = jnp.arange(4, dtype=jnp.int32)
-  order = jax.vmap(lambda k: jax.random.permutation(k, ops))(jax.random.split(next(keys), batch))
+  # argsort of 4 i.i.d. uniforms is a uniformly random permutation.
+  order = jnp.argsort(u[:, 11:], axis=-1).astype(jnp.int32)
   return JitterParams(jitter=coin(jitter_prob),
                       order=order,
                       brightness=uniform(max(0.0, 1.0 - brightness), 1.0 + brightness),

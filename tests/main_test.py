@@ -1,0 +1,53 @@
+"""The command line: the README's main command, its outputs, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from asic_jax import objective
+from conftest import ROOT
+
+
+def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
+  records = [json.loads(line) for line in (tiny_run / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in records] == [5, 10, 15, 20]  # log_every 5, 20 steps
+  for record in records:
+    assert set(objective.TERMS) | {'total', 'lr', 'grad_norm', 'steps_per_s'} <= set(record)
+    assert record['total'] == pytest.approx(sum(record[t] for t in objective.TERMS), rel=1e-5)
+    assert record['lr'] == pytest.approx(1e-3)
+    assert record['steps_per_s'] > 0
+  assert sorted(p.name for p in (tiny_run / 'checkpoints').iterdir()) == ['10', '20']
+  config = json.loads((tiny_run / 'config.json').read_text())
+  assert config['data']['img_size'] == 32 and config['loss']['perceptual_weights'] == 'random'
+  pck = json.loads((tiny_run / 'pck.json').read_text())
+  assert 0.0 <= pck['pck@0.10'] <= 1.0 and pck['num_pairs'] == 30  # 6 images, ordered pairs
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.train.num_stepz=3'], "unknown config field in the command line: 'num_stepz'"),
+    (['--config.train.num_steps=abc'], 'invalid literal for int()'),
+    (['--config.mode=fly'], "config.mode must be one of"),
+    (['--config.data.name=nowhere'], "config.data.name must be one of"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+  command = [
+      sys.executable, '-m', 'asic_jax.main', '--config=configs/tiny.py', f'--workdir={tmp_path}'
+  ] + args
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'asic_jax.main', '--config=configs/nope.py', f'--workdir={tmp_path}'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300)
+  assert result.returncode == 2 and 'Traceback' not in result.stderr
+  assert "error: cannot load --config=configs/nope.py" in result.stderr
