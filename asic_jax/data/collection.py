@@ -59,6 +59,7 @@ class Collection:
     groups: `[N]` int32 sub-collection of each image (PF-WILLOW sub-folders;
       k-cycle tuples stay within one group), or None (one group).
     threshold_kind: how `thresholds` were made: 'bbox', 'img' or 'kp_bbox'.
+    bboxes: `[N, 4]` float32 object boxes (x1, y1, x2, y2), S frame, or None.
   """
   name: str
   images: np.ndarray
@@ -74,6 +75,7 @@ class Collection:
   eval_pairs: Optional[EvalPairs] = None
   groups: Optional[np.ndarray] = None
   threshold_kind: str = 'img'
+  bboxes: Optional[np.ndarray] = None
 
   def __post_init__(self):
     n = len(self.images)
