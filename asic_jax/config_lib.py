@@ -78,6 +78,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = 'synthetic'
   c.data.path = ''  # a folder of images (folder datasets) or a source image (synthetic)
+  c.data.mask_dir = ''  # folder datasets: masks with the images' file stems (else DINO's)
   c.data.root = './data'  # where the benchmark datasets live
   c.data.img_size = 256
   c.data.synthetic = ml_collections.ConfigDict()
@@ -91,8 +92,17 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.features = ml_collections.ConfigDict()
   c.features.model = 'facebook/dino-vits8'
   c.features.stride = 2
-  c.features.match_layer = 9
-  c.features.seg_layer = 11
+  c.features.match_layer = 9  # pseudo-matches: mutual NN of this block's facet
+  c.features.seg_layer = 11  # co-segmentation and parts: this block's facet
+  c.features.facet = 'key'
+  c.features.masks = 'coseg'  # coseg | none (when the collection brings no masks)
+  c.features.saliency_threshold = 0.065  # co-segmentation: a cluster's saliency vote
+  c.features.votes_percentage = 20.0  # co-segmentation: % of images voting foreground
+  c.features.max_matches = 0  # keep the most similar matches per pair; 0 keeps all
+  c.features.batch_size = 4  # images per DINO call
+  c.features.query_chunk = 1024  # attention queries at a time (memory only)
+  c.features.cache_dir = ''  # '' = $XDG_CACHE_HOME/asic_jax (~/.cache/asic_jax)
+  c.features.import_released = ''  # a released-code nbb/ folder to take pseudo-matches from
 
   c.parts = ml_collections.ConfigDict()
   c.parts.num_parts = 8

@@ -53,8 +53,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run(config, workdir: str):
   """Runs the job `config.mode` names; returns what that job returns."""
-  from asic_jax import train  # pylint: disable=import-outside-toplevel
-  jobs = {'train': train.train_and_evaluate}
+  # pylint: disable=import-outside-toplevel
+  from asic_jax import train
+  from asic_jax.data import loaders
+  jobs = {'train': train.train_and_evaluate, 'extract': loaders.extract_job}
   if config.mode not in jobs:
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
   return jobs[config.mode](config, workdir)

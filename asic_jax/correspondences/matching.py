@@ -22,7 +22,7 @@ in the pair-list layout of `asic_jax.data.collection`.
 """
 
 import functools
-from typing import NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import jax
 from jax import lax
@@ -145,7 +145,8 @@ def match_pairs(descriptors: jax.Array,
                 pairs: np.ndarray,
                 *,
                 block: int = 1024,
-                max_matches: int | None = None) -> PairMatches:
+                max_matches: int | None = None,
+                progress: Callable[[Iterable], Iterable] = iter) -> PairMatches:
   """Foreground mutual nearest neighbours of every pair in a pair list.
 
   One jitted call per pair (the Python loop runs one pair ahead of the host copy, so the
@@ -159,6 +160,7 @@ def match_pairs(descriptors: jax.Array,
     pairs: `[P, 2]` int image indices (a, b), a != b.
     block: rows of a per step of the similarity search (memory, not results).
     max_matches: keep at most this many matches per pair, the most similar; None keeps all.
+    progress: wraps the loop over pairs (e.g. `tqdm.tqdm`), for a progress bar.
 
   Returns:
     `PairMatches`: matches `[P, M, 5]` with M the largest count (after the cap), and counts
@@ -188,7 +190,7 @@ def match_pairs(descriptors: jax.Array,
 
   found = []
   pending = None
-  for a, b in pairs.tolist():
+  for a, b in progress(pairs.tolist()):
     current = _match_pair(flat, fg, flat_centers, a, b, block=block, keep=keep)
     if pending is not None:
       found.append(_trimmed(*pending))

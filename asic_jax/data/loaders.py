@@ -2,23 +2,35 @@
 
 import functools
 import json
+import pathlib
 
 import ml_collections
 
+from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
-from asic_jax.data import synthetic
+from asic_jax.data import folder, synthetic
 from asic_jax.errors import UserError
 
-DATASETS = ('synthetic',)
+DATASETS = ('synthetic', 'folder')
 
 
 def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
-  """Loads (and, for real photos, later extracts correspondences for) a collection."""
+  """The collection `config.data` names, with pseudo-matches, masks and parts.
+
+  Real photos get theirs from DINO (`correspondences.extract`, cached); the synthetic
+  collection brings exact ones.
+  """
   name = config.data.name
   if name == 'synthetic':
     return _synthetic(config.data.synthetic.to_json(), config.data.img_size, config.parts.num_parts,
                       config.seed, config.data.path or None)
-  raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
+  if name == 'folder':
+    collection = folder.load_folder(config.data.path,
+                                    config.data.img_size,
+                                    mask_dir=config.data.mask_dir or None)
+  else:
+    raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
+  return extract.add_correspondences(collection, config)
 
 
 @functools.lru_cache(maxsize=4)
@@ -30,3 +42,23 @@ def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str 
                                   num_parts=num_parts,
                                   seed=seed,
                                   source=source)
+
+
+def extract_job(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """`config.mode='extract'`: extraction alone; writes `WORKDIR/extraction.json`."""
+  collection = load(config)
+  counts = (collection.matches[..., 4] > 0).sum(1)
+  summary = dict(
+      collection=collection.name,
+      images=len(collection),
+      size=collection.size,
+      pairs=len(collection.pairs),
+      matches_per_pair_mean=float(counts.mean()),
+      matches_per_pair_min=int(counts.min()),
+      matches_per_pair_max=int(counts.max()),
+      foreground_fraction=float(collection.masks.mean()) if collection.masks is not None else 1.0,
+      num_parts=collection.num_parts)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'extraction.json').write_text(json.dumps(summary, indent=2))
+  return summary

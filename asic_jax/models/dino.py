@@ -397,23 +397,17 @@ def extract(params: dict,
                       bin_hierarchy=bin_hierarchy,
                       saliency_heads=saliency_heads,
                       query_chunk=query_chunk)
-  blocks = jax.tree.map(lambda a: a.astype(dtype), params['encoder']['layer'])
-  x = _embed(params, images, arch, stride, dtype)
-  last = arch.num_layers - 1 if saliency else layer
-  features = saliency_map = None
-  for index in range(last + 1):
-    p = blocks[str(index)]
-    qkv = _qkv(_layer_norm(x, p['layernorm_before'], arch.layer_norm_eps), p, arch.num_heads)
-    if index == layer and facet != 'token':
-      # [B, T, heads, d] -> [B, T, d, heads]: dino-vit-features' channel order.
-      features = qkv[facet].swapaxes(-1, -2).reshape(x.shape)
-    if saliency and index == arch.num_layers - 1:
-      saliency_map = _cls_attention(qkv, saliency_heads)
-    # The last block computed needs only its projections, unless its output is the facet.
-    if index < last or (index == layer and facet == 'token'):
-      x = _block_rest(x, qkv, p, arch, query_chunk)
-    if index == layer and facet == 'token':
-      features = x
+  facets, saliency_map = _forward(params,
+                                  images,
+                                  arch,
+                                  layers=(layer,),
+                                  facet=facet,
+                                  stride=stride,
+                                  saliency=saliency,
+                                  saliency_heads=saliency_heads,
+                                  query_chunk=query_chunk,
+                                  dtype=dtype)
+  features = facets[layer]
   cls = features[:, 0] if include_cls else None
   descriptors = features[:, 1:].reshape(features.shape[0], rows, cols, -1)
   if bin_hierarchy:
@@ -422,3 +416,75 @@ def extract(params: dict,
     saliency_map = saliency_map.reshape(-1, rows, cols)
   return DinoFeatures(descriptors, patch_centers(rows, cols, arch.patch_size, stride), cls,
                       saliency_map)
+
+
+@functools.partial(jax.jit,
+                   static_argnames=('arch', 'layers', 'facet', 'stride', 'saliency',
+                                    'saliency_heads', 'query_chunk', 'dtype'))
+def extract_layers(params: dict,
+                   images: jax.Array,
+                   arch: ViTArch,
+                   *,
+                   layers: tuple[int, ...],
+                   facet: Facet = 'key',
+                   stride: int = 2,
+                   saliency: bool = False,
+                   saliency_heads: tuple[int, ...] = SALIENCY_HEADS,
+                   query_chunk: int = 1024,
+                   dtype=jnp.float32) -> tuple[dict[int, jax.Array], jax.Array, jax.Array | None]:
+  """The facet of several blocks (and the saliency) from ONE forward pass.
+
+  ASIC matches with block 9 and segments with block 11 and the saliency of the last
+  block: one pass serves all three. Arguments as `extract`.
+
+  Returns:
+    `({layer: [B, h, w, C]}, centers [h, w, 2], saliency [B, h, w] or None)`.
+  """
+  for layer in layers:
+    rows, cols = _check(images,
+                        arch,
+                        layer=layer,
+                        facet=facet,
+                        stride=stride,
+                        include_cls=False,
+                        bin_hierarchy=0,
+                        saliency_heads=saliency_heads,
+                        query_chunk=query_chunk)
+  facets, saliency_map = _forward(params,
+                                  images,
+                                  arch,
+                                  layers=tuple(layers),
+                                  facet=facet,
+                                  stride=stride,
+                                  saliency=saliency,
+                                  saliency_heads=saliency_heads,
+                                  query_chunk=query_chunk,
+                                  dtype=dtype)
+  out = {layer: x[:, 1:].reshape(x.shape[0], rows, cols, -1) for layer, x in facets.items()}
+  if saliency_map is not None:
+    saliency_map = saliency_map.reshape(-1, rows, cols)
+  return out, patch_centers(rows, cols, arch.patch_size, stride), saliency_map
+
+
+def _forward(params: dict, images: jax.Array, arch: ViTArch, *, layers: tuple[int, ...], facet: str,
+             stride: int, saliency: bool, saliency_heads: tuple[int, ...], query_chunk: int,
+             dtype) -> tuple[dict[int, jax.Array], jax.Array | None]:
+  """Runs the blocks up to the deepest one needed: `{layer: [B, T, C]}` and the CLS saliency."""
+  blocks = jax.tree.map(lambda a: a.astype(dtype), params['encoder']['layer'])
+  x = _embed(params, images, arch, stride, dtype)
+  last = arch.num_layers - 1 if saliency else max(layers)
+  facets, saliency_map = {}, None
+  for index in range(last + 1):
+    p = blocks[str(index)]
+    qkv = _qkv(_layer_norm(x, p['layernorm_before'], arch.layer_norm_eps), p, arch.num_heads)
+    if index in layers and facet != 'token':
+      # [B, T, heads, d] -> [B, T, d, heads]: dino-vit-features' channel order.
+      facets[index] = qkv[facet].swapaxes(-1, -2).reshape(x.shape)
+    if saliency and index == arch.num_layers - 1:
+      saliency_map = _cls_attention(qkv, saliency_heads)
+    # The last block computed needs only its projections, unless its output is a facet.
+    if index < last or (index in layers and facet == 'token'):
+      x = _block_rest(x, qkv, p, arch, query_chunk)
+    if index in layers and facet == 'token':
+      facets[index] = x
+  return facets, saliency_map

@@ -1,0 +1,245 @@
+"""Pseudo-correspondences, masks and parts of a collection, extracted once and cached.
+
+`add_correspondences(collection, config)` returns the collection with its pair list, DINO
+mutual-nearest-neighbour matches (DESIGN §1 step 2), foreground masks (the collection's own,
+DINO co-segmentation, or none) and part maps. The result is cached under a key made of the
+images' bytes and every setting that changes it (`extraction_settings`), so a second run on
+the same collection loads it in a fraction of a second and never loads DINO.
+
+One DINO forward pass per batch of images yields the match-layer descriptors (block 9), the
+segmentation-layer descriptors (block 11) and the CLS saliency (last block).
+"""
+
+import dataclasses
+import logging
+import os
+import pathlib
+import warnings
+from typing import Any
+
+import huggingface_hub
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from asic_jax.correspondences import cache as cache_lib
+from asic_jax.correspondences import matching, segmentation
+from asic_jax.data import collection as collection_lib
+from asic_jax.errors import UserError
+from asic_jax.models import dino
+from asic_jax.ops import sampling
+
+log = logging.getLogger(__name__)
+
+_FIELDS = ('pairs', 'matches', 'masks', 'parts')
+_WEIGHT_FILES = ('model.safetensors', 'flax_model.msgpack', 'pytorch_model.bin', 'config.json')
+
+
+@dataclasses.dataclass(frozen=True)
+class Descriptors:
+  """What one DINO pass over the collection gives (host arrays, float16 descriptors).
+
+  Attributes:
+    match: `[N, h, w, C]` block `features.match_layer` facet.
+    seg: `[N, h, w, C]` block `features.seg_layer` facet.
+    saliency: `[N, h, w]` CLS saliency in [0, 1].
+    centers: `[h, w, 2]` (x, y) pixel centre of every patch, S frame.
+  """
+  match: np.ndarray
+  seg: np.ndarray
+  saliency: np.ndarray
+  centers: np.ndarray
+
+
+def model_fingerprint(model: str) -> str:
+  """What identifies the weights: a folder's file contents, or a cached hub snapshot."""
+  folder = pathlib.Path(model)
+  if not folder.is_dir():
+    try:  # the snapshot folder's name is the commit hash of the hub repository
+      folder = pathlib.Path(huggingface_hub.snapshot_download(model, local_files_only=True))
+    except Exception:  # pylint: disable=broad-except
+      return model  # not cached: loading will fetch it (or fail with a clear error)
+  files = [folder / name for name in _WEIGHT_FILES if (folder / name).is_file()]
+  return model + ':' + cache_lib.digest_files(files)
+
+
+def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Every setting the extraction's result depends on (part of the cache key)."""
+  f = config.features
+  return dict(img_size=config.data.img_size,
+              model=model_fingerprint(f.model),
+              stride=f.stride,
+              match_layer=f.match_layer,
+              seg_layer=f.seg_layer,
+              facet=f.facet,
+              masks=f.masks,
+              saliency_threshold=f.saliency_threshold,
+              votes_percentage=f.votes_percentage,
+              num_parts=config.parts.num_parts,
+              max_matches=f.max_matches,
+              seed=config.seed,
+              import_released=str(f.import_released))
+
+
+def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
+  """One DINO pass over `images [N, S, S, 3]` in [-1, 1], `features.batch_size` at a time."""
+  f = config.features
+  try:
+    arch, params = dino.load_vit(f.model)
+  except (OSError, ValueError) as e:
+    raise UserError(f'cannot load the DINO model config.features.model={f.model!r}: '
+                    f'{str(e).splitlines()[0]}') from e
+  layers = tuple(sorted({f.match_layer, f.seg_layer}))
+  match, seg, saliency = [], [], []
+  batches = range(0, len(images), f.batch_size)
+  centers = None
+  with tqdm(total=len(images), desc='DINO features', unit='image', disable=None) as bar:
+    for start in batches:
+      batch = jnp.asarray(images[start:start + f.batch_size])
+      facets, centers, sal = dino.extract_layers(params,
+                                                 batch,
+                                                 arch,
+                                                 layers=layers,
+                                                 facet=f.facet,
+                                                 stride=f.stride,
+                                                 saliency=True,
+                                                 query_chunk=f.query_chunk)
+      match.append(np.asarray(facets[f.match_layer], np.float16))
+      seg.append(np.asarray(facets[f.seg_layer], np.float16))
+      saliency.append(np.asarray(sal, np.float32))
+      bar.update(len(batch))
+  return Descriptors(np.concatenate(match), np.concatenate(seg), np.concatenate(saliency),
+                     np.asarray(centers))
+
+
+def _patch_foreground(masks: np.ndarray, centers: np.ndarray) -> np.ndarray:
+  """Masks `[N, S, S]` read at the patch centres `[h, w, 2]` (bilinear): `[N, h, w]`."""
+  coords = sampling.pixel_to_normalized(jnp.asarray(centers), masks.shape[1])
+  sample = jax.vmap(lambda m: sampling.grid_sample(m[..., None], coords, 'border')[..., 0])
+  return np.asarray(sample(jnp.asarray(masks, jnp.float32)))
+
+
+def _masks_and_parts(collection, descriptors: Descriptors, config):
+  """Soft masks `[N, S, S]`, part maps `[N, S, S]` and the patch-level foreground `[N, h, w]`."""
+  f, size = config.features, collection.size
+  if collection.masks is not None:
+    masks = collection.masks
+    foreground = _patch_foreground(masks, descriptors.centers) >= 0.5
+  elif f.masks == 'coseg':
+    coseg = segmentation.cosegment(descriptors.seg.astype(np.float32),
+                                   descriptors.saliency,
+                                   descriptors.centers,
+                                   size,
+                                   seed=config.seed,
+                                   threshold=f.saliency_threshold,
+                                   votes_percentage=f.votes_percentage)
+    masks, foreground = np.asarray(coseg.masks), np.asarray(coseg.foreground)
+    log.info('Co-segmentation: %d clusters, %d salient; foreground %.0f%% of pixels',
+             coseg.num_clusters, int(np.sum(coseg.salient)), 100 * masks.mean())
+    if not foreground.any():
+      warnings.warn('co-segmentation found no foreground; using whole images')
+      masks, foreground = np.ones_like(masks), np.ones_like(foreground)
+  elif f.masks == 'none':
+    masks = np.ones((len(collection), size, size), np.float32)
+    foreground = np.ones(descriptors.saliency.shape, bool)
+  else:
+    raise UserError(f"config.features.masks must be 'coseg' or 'none', got {f.masks!r}")
+  parts = segmentation.part_maps(descriptors.seg.astype(np.float32),
+                                 foreground,
+                                 masks,
+                                 descriptors.centers,
+                                 config.parts.num_parts,
+                                 seed=config.seed)
+  return np.asarray(masks, np.float32), np.asarray(parts, np.int32), foreground
+
+
+def import_released_matches(folder: str | os.PathLike, names: tuple[str, ...], pairs: np.ndarray,
+                            size: int) -> np.ndarray:
+  """The released code's `nbb/<a>_<b>.npy` pseudo-matches for our pair list: `[P, M, 5]`.
+
+  Those files are pickled dicts (`kp1`, `kp2`: `[M, 2]` (x, y) pixels of the released
+  code's S frame; `ranks_sim`), so they are read with `allow_pickle=True`: point
+  `features.import_released` only at a folder you trust.
+  """
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise UserError(f'config.features.import_released: no folder {folder} (expected the '
+                    'released code\'s nbb/ folder of <a>_<b>.npy files)')
+  rows = []
+  for a, b in pairs:
+    path, swap = folder / f'{names[a]}_{names[b]}.npy', False
+    if not path.is_file():
+      path, swap = folder / f'{names[b]}_{names[a]}.npy', True
+    if not path.is_file():
+      raise UserError(f'config.features.import_released: neither {names[a]}_{names[b]}.npy '
+                      f'nor {names[b]}_{names[a]}.npy in {folder}')
+    d = np.load(path, allow_pickle=True).item()
+    kp_a, kp_b = (d['kp2'], d['kp1']) if swap else (d['kp1'], d['kp2'])
+    points = np.concatenate([kp_a, kp_b], 1).astype(np.float32)
+    if points.size and (points.min() < 0 or points.max() > size - 1):
+      raise UserError(f'{path}: match coordinates outside the {size}-px frame; '
+                      f'set config.data.img_size to the released run\'s img_size')
+    sim = np.asarray(d['ranks_sim'], np.float32).reshape(-1, 1)
+    rows.append(np.concatenate([points, sim], 1)[sim[:, 0] > 0])
+  matches = np.zeros((len(pairs), max((len(r) for r in rows), default=0), 5), np.float32)
+  for i, r in enumerate(rows):
+    matches[i, :len(r)] = r
+  return matches
+
+
+def _drop_empty_pairs(name: str, names, pairs: np.ndarray, matches: np.ndarray):
+  """Pairs without a match are skipped with a warning; no match at all is an error."""
+  counts = (matches[..., 4] > 0).sum(1)
+  empty = np.nonzero(counts == 0)[0]
+  if len(empty) == len(pairs):
+    raise UserError(f'{name}: no pseudo-match in any of the {len(pairs)} image pairs; '
+                    'check the images (one object category?) and the masks')
+  if len(empty):
+    shown = ', '.join(f'{names[a]}-{names[b]}' for a, b in pairs[empty[:10]])
+    warnings.warn(f'{name}: {len(empty)} of {len(pairs)} image pairs have no pseudo-match and '
+                  f'are skipped: {shown}{" ..." if len(empty) > 10 else ""}')
+  keep = counts > 0
+  return pairs[keep], matches[keep][:, :max(int(counts.max()), 1)]
+
+
+def add_correspondences(collection: collection_lib.Collection,
+                        config: ml_collections.ConfigDict,
+                        cache: cache_lib.Cache | None = None) -> collection_lib.Collection:
+  """The collection with pairs, matches, masks and parts (from the cache when possible)."""
+  cache = cache or cache_lib.Cache(config.features.cache_dir or None)
+  settings = extraction_settings(config)
+  masks_digest = 'none' if collection.masks is None else cache_lib.digest_arrays([collection.masks])
+  key = cache_lib.make_key(settings, cache_lib.digest_arrays(collection.images), masks_digest)
+  entry = cache.load('correspondences', key, _FIELDS)
+  if entry is None:
+    log.info('Extracting correspondences of %s (%d images) into %s', collection.name,
+             len(collection), cache.directory)
+    pairs = collection_lib.all_pairs(len(collection))
+    descriptors = extract_descriptors(collection.images, config)
+    masks, parts, foreground = _masks_and_parts(collection, descriptors, config)
+    if config.features.import_released:
+      matches = import_released_matches(config.features.import_released, collection.names, pairs,
+                                        collection.size)
+    else:
+      found = matching.match_pairs(
+          descriptors.match.astype(np.float32),
+          foreground,
+          descriptors.centers,
+          pairs,
+          max_matches=config.features.max_matches or None,
+          progress=lambda xs: tqdm(xs, desc='mutual NN', unit='pair', disable=None))
+      matches = found.matches
+    entry = dict(pairs=pairs, matches=matches, masks=masks, parts=parts)
+    path = cache.save('correspondences', key, entry)
+    log.info('Cached %s', path)
+  pairs, matches = _drop_empty_pairs(collection.name, collection.names, entry['pairs'],
+                                     entry['matches'])
+  log.info('%s: %d pairs, %.0f pseudo-matches per pair on average', collection.name, len(pairs),
+           (matches[..., 4] > 0).sum(1).mean())
+  return collection.replace(pairs=pairs.astype(np.int32),
+                            matches=matches.astype(np.float32),
+                            masks=entry['masks'].astype(np.float32),
+                            parts=entry['parts'].astype(np.int32),
+                            num_parts=config.parts.num_parts)
