@@ -89,6 +89,30 @@ def to_unit_range(image: np.ndarray) -> np.ndarray:
   return (np.asarray(image, np.float32) / 127.5 - 1.0).astype(np.float32)
 
 
+def read_mask(path: str | pathlib.Path) -> np.ndarray:
+  """A mask file as `[H, W]` float32 soft foreground in [0, 1] (see the module docstring)."""
+  path = pathlib.Path(path)
+  try:
+    with Image.open(path) as mask:
+      mask.load()
+      return _to_soft(mask)
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    raise UserError(f'cannot read mask {path}: {e}') from e
+
+
+def _to_soft(mask: Image.Image) -> np.ndarray:
+  if mask.mode in ('RGBA', 'LA', 'PA') or (mask.mode == 'P' and 'transparency' in mask.info):
+    alpha = np.asarray(mask.convert('RGBA'))[..., 3]
+    if alpha.min() < 255:
+      return (alpha / 255.0).astype(np.float32)
+  if mask.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
+    values = np.asarray(mask, np.float64)
+    top = 1.0 if mask.mode == 'F' and values.max() <= 1.0 else (
+        65535.0 if mask.mode.startswith('I;16') or values.max() > 255 else 255.0)
+    return np.clip(values / top, 0.0, 1.0).astype(np.float32)
+  return (np.asarray(mask.convert('L')) / 255.0).astype(np.float32)
+
+
 def list_images(folder: str | pathlib.Path) -> list[pathlib.Path]:
   """Image files directly in `folder`, sorted by name."""
   folder = pathlib.Path(folder)

@@ -8,10 +8,17 @@ import ml_collections
 
 from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
-from asic_jax.data import folder, synthetic
+from asic_jax.data import cub, folder, pfwillow, samurai, spair, synthetic
 from asic_jax.errors import UserError
 
-DATASETS = ('synthetic', 'folder')
+# Benchmarks: `load_<name>(root, category, size, threshold=...)`.
+BENCHMARKS = {
+    'spair': spair.load_spair,
+    'cub': cub.load_cub,
+    'pfwillow': pfwillow.load_pfwillow,
+    'samurai': samurai.load_samurai
+}
+DATASETS = ('synthetic', 'folder') + tuple(BENCHMARKS)
 
 
 def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:

@@ -1,0 +1,32 @@
+"""CUB-200-2011, one of the paper's three bird classes (paper defaults; `released` too).
+
+  python -m asic_jax.main --config=configs/cub.py:1 --workdir=runs/cub_001
+  python -m asic_jax.main --config=configs/cub.py:2,released --workdir=runs/cub_002_rel
+
+The arg is the class id 1, 2 or 3 (default 1). Data: `<data.root>/CUB_200_2011/`
+(https://www.vision.caltech.edu/datasets/cub_200_2011/) with ACSM's
+`cachedir/cub/data/test_cub_cleaned.mat` for the paper's image lists; without
+it CUB's own test split is used and a warning says PCK is not comparable.
+"""
+
+import ml_collections
+
+from asic_jax import config_lib
+from asic_jax.data import cub
+from asic_jax.errors import UserError
+
+
+def get_config(arg: str = ''):
+  c = config_lib.base_config(arg)
+  words, _ = config_lib.parse_arg(arg)
+  if len(words) > 1:
+    raise UserError(f'configs/cub.py takes one class id, got {words}')
+  word = words[0] if words else '1'
+  if not word.isdigit() or int(word) not in cub.CATEGORIES:
+    raise UserError(f'CUB class must be one of {", ".join(map(str, cub.CATEGORIES))}, '
+                    f'got {word!r}')
+  c.data.name = 'cub'
+  c.data.category = int(word)
+  c.eval = c.get('eval', ml_collections.ConfigDict())
+  c.eval.threshold = ''  # '' = the dataset's protocol (img) | bbox | img | kp_bbox
+  return c

@@ -1,0 +1,31 @@
+"""SPair-71k, one category (paper defaults; `released` for the released code's).
+
+  python -m asic_jax.main --config=configs/spair.py:cat --workdir=runs/spair_cat
+  python -m asic_jax.main --config=configs/spair.py:cat,released --workdir=runs/spair_cat_rel
+
+The arg is a category of `asic_jax.data.spair.CATEGORIES` (default cat). Data:
+`<data.root>/SPair-71k/` (https://cvlab.postech.ac.kr/research/SPair-71k/).
+PCK is scored on the category's official test pairs with the bbox threshold.
+"""
+
+import ml_collections
+
+from asic_jax import config_lib
+from asic_jax.data import spair
+from asic_jax.errors import UserError
+
+
+def get_config(arg: str = ''):
+  c = config_lib.base_config(arg)
+  words, _ = config_lib.parse_arg(arg)
+  if len(words) > 1:
+    raise UserError(f'configs/spair.py takes one category, got {words}')
+  category = words[0] if words else 'cat'
+  if category not in spair.CATEGORIES:
+    raise UserError(
+        f'unknown SPair-71k category {category!r}; valid: {", ".join(spair.CATEGORIES)}')
+  c.data.name = 'spair'
+  c.data.category = category
+  c.eval = c.get('eval', ml_collections.ConfigDict())
+  c.eval.threshold = ''  # '' = the dataset's protocol (bbox) | bbox | img | kp_bbox
+  return c
