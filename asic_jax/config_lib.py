@@ -107,6 +107,22 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.parts = ml_collections.ConfigDict()
   c.parts.num_parts = 8
 
+  c.eval = ml_collections.ConfigDict()
+  c.eval.step = 0  # mode=eval: the checkpoint step to evaluate; 0 = the latest
+  c.eval.threshold = ''  # '' = the dataset's protocol; else bbox | img | kp_bbox
+  c.eval.cycle_ks = (2, 3, 4)  # k of k-CyPCK
+  c.eval.cycle_tuples = 200  # seeded tuples per k (config.seed)
+  c.eval.cycle_points = 64  # foreground points per tuple, without keypoints
+  c.eval.chunk = 8  # image pairs per transfer call (memory only)
+
+  c.baseline = ml_collections.ConfigDict()  # mode=baseline: DINO+NN (DESIGN §5)
+  c.baseline.preset = 'dvd'  # dvd: block 9 key, log-binned, stride 4, 224 px | asic
+  c.baseline.layer = -1  # -1 (or '') keeps the preset's value
+  c.baseline.facet = ''
+  c.baseline.stride = -1
+  c.baseline.img_size = -1
+  c.baseline.bin_hierarchy = -1
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000
   c.checkpoint.keep = 3  # most recent checkpoints kept

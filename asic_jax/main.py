@@ -54,9 +54,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def run(config, workdir: str):
   """Runs the job `config.mode` names; returns what that job returns."""
   # pylint: disable=import-outside-toplevel
-  from asic_jax import train
+  from asic_jax import eval_run, train
   from asic_jax.data import loaders
-  jobs = {'train': train.train_and_evaluate, 'extract': loaders.extract_job}
+  jobs = {
+      'train': train.train_and_evaluate,
+      'extract': loaders.extract_job,
+      'eval': eval_run.evaluate_run,
+      'baseline': eval_run.baseline_run
+  }
   if config.mode not in jobs:
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
   return jobs[config.mode](config, workdir)

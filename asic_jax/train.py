@@ -12,7 +12,6 @@ import pathlib
 import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,65 +19,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from asic_jax import checkpoint, evaluate, objective, optim, parallel
+from asic_jax import checkpoint, eval_run, objective, optim, parallel
 from asic_jax.data import loaders
 from asic_jax.errors import NonFiniteError, UserError
 from asic_jax.models import perceptual
-from asic_jax.models.asic import Asic
+from asic_jax.state import TrainState, init_state, make_model
 
 log = logging.getLogger(__name__)
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a resumed run needs (the RNG is `fold_in(seed, step)`: nothing to save).
-
-  Attributes:
-    step: updates done so far.
-    params: `{'align': ..., 'grid': ...}`.
-    batch_stats: the U-Net's BatchNorm running statistics.
-    opt_state: Adam's state over `params`.
-    bad_step: the first step whose loss was non-finite (-1: none). The update of
-      that step and of every later one is skipped, so the state stays the last
-      good one; the host reads this at log and checkpoint cadence, not per step.
-    bad_term: index in `objective.TERMS` of its first non-finite term.
-  """
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  bad_step: jax.Array
-  bad_term: jax.Array
-
-
-def make_model(config: ml_collections.ConfigDict,
-               *,
-               bn_axis_name: str | None = parallel.AXIS) -> Asic:
-  if config.dtype not in ('float32', 'bfloat16'):
-    raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
-  return Asic(channel_multiplier=config.model.channel_multiplier,
-              grid_size=config.model.grid_size,
-              dtype=jnp.dtype(config.dtype),
-              bn_axis_name=bn_axis_name)
-
-
-def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
-               image_size: int) -> TrainState:
-  """A fresh state from `config.seed` (host-side; replicate before use)."""
-  model = make_model(config, bn_axis_name=None)
-  # One compiled init (eagerly, each of the ~40 initialisers compiles on its own),
-  # from an 'rbg' key: threefry's hash, unrolled in 40 initialisers, takes ~4x
-  # longer to compile on CPU. The step's own randomness stays threefry.
-  init = jax.jit(lambda key: model.init(key, jnp.zeros(
-      (1, image_size, image_size, 3)), train=False))
-  variables = init(jax.random.key(config.seed, impl='rbg'))
-  params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32),
-                    params=params,
-                    batch_stats=variables['batch_stats'],
-                    opt_state=tx.init(params),
-                    bad_step=jnp.full((), -1, jnp.int32),
-                    bad_term=jnp.full((), -1, jnp.int32))
 
 
 def make_step(loss: objective.Objective, tx: optax.GradientTransformation, schedule: optax.Schedule,
@@ -224,37 +171,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   result = {k: float(v) for k, v in jax.device_get(dp.unreplicate(metrics)).items()}
   if collection.eval_pairs is not None:
-    result['pck'] = evaluate_state(config, dp.unreplicate(state), collection)
-    (workdir / 'pck.json').write_text(json.dumps(result['pck'], indent=2))
-    log.info('PCK@0.10 %.4f (%s thresholds)', result['pck']['pck@0.10'], collection.threshold_kind)
+    result['eval'] = eval_run.evaluate_state(config,
+                                             dp.unreplicate(state),
+                                             collection,
+                                             workdir,
+                                             step=num_steps)
+    log.info('PCK@0.10 %.4f, PCK@0.05 %.4f (%s thresholds, %d pairs); eval/results.json',
+             result['eval']['pck']['0.10'], result['eval']['pck']['0.05'],
+             collection.threshold_kind, result['eval']['num_pairs'])
   return result
-
-
-def collection_flows(config: ml_collections.ConfigDict, state_or_variables: Any,
-                     images: np.ndarray) -> jax.Array:
-  """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics
-  (as the released evaluation does)."""
-  model = make_model(config, bn_axis_name=None)
-  variables = {'params': state_or_variables.params, 'batch_stats': state_or_variables.batch_stats}
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
-  return apply(variables, jnp.asarray(images))
-
-
-def evaluate_state(config: ml_collections.ConfigDict, state: TrainState, collection) -> dict:
-  """PCK of the collection's evaluation pairs under the trained map."""
-  flows = collection_flows(config, state, collection.images)
-  return pck_of_flows(flows, collection)
-
-
-def pck_of_flows(flows: jax.Array, collection) -> dict:
-  """PCK@alpha (pooled) of `collection.eval_pairs` transferred through `flows`."""
-  pairs = collection.eval_pairs
-  masks = None if collection.masks is None else jnp.asarray(collection.masks)
-  pred = evaluate.transfer_pairs(flows, masks, jnp.asarray(pairs.src), jnp.asarray(pairs.trg),
-                                 jnp.asarray(pairs.src_points))
-  values = evaluate.pck(np.asarray(pred), pairs.trg_points, pairs.visible, pairs.thresholds)
-  out = {f'pck@{a:.2f}': float(v) for a, v in zip(evaluate.ALPHAS, values)}
-  out.update(num_pairs=len(pairs),
-             num_keypoints=int(pairs.visible.sum()),
-             threshold=collection.threshold_kind)
-  return out

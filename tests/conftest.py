@@ -89,3 +89,19 @@ def tiny_run(tmp_path_factory) -> pathlib.Path:
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
+
+
+@pytest.fixture(scope='session')
+def tiny_vit(tmp_path_factory) -> pathlib.Path:
+  """A random DINO-shaped ViT (12 blocks, 6 heads, patch 8, 24 wide) saved as a Hugging Face
+  folder: loaded through exactly the path `facebook/dino-vits8` takes."""
+  import transformers  # pylint: disable=import-outside-toplevel
+  path = tmp_path_factory.mktemp('tiny_vit')
+  config = transformers.ViTConfig(hidden_size=24,
+                                  num_hidden_layers=12,
+                                  num_attention_heads=6,
+                                  intermediate_size=48,
+                                  patch_size=8,
+                                  image_size=224)
+  transformers.FlaxViTModel(config, seed=0, add_pooling_layer=False).save_pretrained(path)
+  return path

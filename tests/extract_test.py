@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-import transformers
 from PIL import Image
 
 from asic_jax import checkpoint, train
@@ -19,20 +18,6 @@ from asic_jax.models import dino
 from conftest import load_config
 
 SIZE = 32
-
-
-@pytest.fixture(scope='module')
-def tiny_vit(tmp_path_factory) -> pathlib.Path:
-  """A random DINO-shaped ViT (12 blocks, 6 heads, patch 8) saved as a Hugging Face folder."""
-  path = tmp_path_factory.mktemp('tiny_vit')
-  config = transformers.ViTConfig(hidden_size=24,
-                                  num_hidden_layers=12,
-                                  num_attention_heads=6,
-                                  intermediate_size=48,
-                                  patch_size=8,
-                                  image_size=224)
-  transformers.FlaxViTModel(config, seed=0, add_pooling_layer=False).save_pretrained(path)
-  return path
 
 
 @pytest.fixture(scope='module')

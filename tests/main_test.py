@@ -21,8 +21,9 @@ def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
   assert sorted(p.name for p in (tiny_run / 'checkpoints').iterdir()) == ['10', '20']
   config = json.loads((tiny_run / 'config.json').read_text())
   assert config['data']['img_size'] == 32 and config['loss']['perceptual_weights'] == 'random'
-  pck = json.loads((tiny_run / 'pck.json').read_text())
-  assert 0.0 <= pck['pck@0.10'] <= 1.0 and pck['num_pairs'] == 30  # 6 images, ordered pairs
+  results = json.loads((tiny_run / 'eval' / 'results.json').read_text())
+  assert 0.0 <= results['pck']['0.10'] <= 1.0
+  assert results['num_pairs'] == 30 and results['checkpoint_step'] == 20  # 6 images, ordered
 
 
 @pytest.mark.parametrize('args,message', [

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from asic_jax import objective, optim, parallel, train
+from asic_jax import state as state_lib
 from asic_jax.data import synthetic
 from conftest import load_config
 
@@ -29,11 +30,11 @@ def test_gradient_routing_of_every_term():
   config, collection = _setup(**{f'loss.{k}': v for k, v in weights.items()})
   dp = parallel.DataParallel('shard_map', jax.devices()[:1])
   l1 = lambda params, x, y: jnp.mean(jnp.abs(x - y), axis=(1, 2, 3))
-  loss = objective.Objective(model=train.make_model(config),
+  loss = objective.Objective(model=state_lib.make_model(config),
                              config=config,
                              num_devices=1,
                              perceptual=l1)
-  state = train.init_state(config, optim.make_optimizer(config), collection.size)
+  state = state_lib.init_state(config, optim.make_optimizer(config), collection.size)
   # A live head (it starts at zero), so every U-Net layer gets a gradient.
   head = state.params['align']['head']
   params = dict(state.params,
@@ -67,7 +68,7 @@ def test_global_batch_is_sliced_per_device():
 
   def sampled(devices):
     dp = parallel.DataParallel('shard_map', devices)
-    loss = objective.Objective(model=train.make_model(config),
+    loss = objective.Objective(model=state_lib.make_model(config),
                                config=config,
                                num_devices=dp.num_devices)
 

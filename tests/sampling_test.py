@@ -89,3 +89,9 @@ def test_block_mean_halves_like_the_released_flow_reduction():
                              atol=1e-6)
   with pytest.raises(ValueError, match='divide'):
     sampling.block_mean(jnp.zeros((1, 6, 6, 2)), 4)
+
+
+def test_integer_pixels_convert_like_floats():
+  pixels = jnp.asarray([[3, 4], [0, 6]], jnp.int32)
+  np.testing.assert_allclose(sampling.pixel_to_normalized(pixels, 7),
+                             sampling.pixel_to_normalized(pixels.astype(jnp.float32), 7))

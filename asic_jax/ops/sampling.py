@@ -31,6 +31,12 @@ def _wh(size: int | Sequence[int]) -> tuple[int, int]:
   return int(width), int(height)
 
 
+def _floating(x: jax.Array) -> jax.Array:
+  """Integer pixels (a transfer's output) as float32; floats keep their dtype."""
+  x = jnp.asarray(x)
+  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
 def pixel_to_normalized(points: jax.Array, size: int | Sequence[int]) -> jax.Array:
   """Pixels to corner-aligned normalised coordinates.
 
@@ -42,6 +48,7 @@ def pixel_to_normalized(points: jax.Array, size: int | Sequence[int]) -> jax.Arr
     `[..., 2]`, (x, y) in [-1, 1] for points inside the image.
   """
   width, height = _wh(size)
+  points = _floating(points)
   scale = jnp.asarray([2.0 / (width - 1), 2.0 / (height - 1)], dtype=points.dtype)
   return points * scale - 1.0
 
@@ -49,6 +56,7 @@ def pixel_to_normalized(points: jax.Array, size: int | Sequence[int]) -> jax.Arr
 def normalized_to_pixel(coords: jax.Array, size: int | Sequence[int]) -> jax.Array:
   """Inverse of `pixel_to_normalized`: `[..., 2]` (x, y) in [-1, 1] to pixels."""
   width, height = _wh(size)
+  coords = _floating(coords)
   scale = jnp.asarray([(width - 1) / 2.0, (height - 1) / 2.0], dtype=coords.dtype)
   return (coords + 1.0) * scale
 

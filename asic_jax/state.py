@@ -1,0 +1,76 @@
+"""The train state, the model a config describes, and a fresh state from the seed."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from asic_jax import parallel
+from asic_jax.errors import UserError
+from asic_jax.models.asic import Asic
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs (the RNG is `fold_in(seed, step)`: nothing to save).
+
+  Attributes:
+    step: updates done so far.
+    params: `{'align': ..., 'grid': ...}`.
+    batch_stats: the U-Net's BatchNorm running statistics.
+    opt_state: Adam's state over `params`.
+    bad_step: the first step whose loss was non-finite (-1: none). The update of
+      that step and of every later one is skipped, so the state stays the last
+      good one; the host reads this at log and checkpoint cadence, not per step.
+    bad_term: index in `objective.TERMS` of its first non-finite term.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  bad_step: jax.Array
+  bad_term: jax.Array
+
+
+def make_model(config: ml_collections.ConfigDict,
+               *,
+               bn_axis_name: str | None = parallel.AXIS) -> Asic:
+  if config.dtype not in ('float32', 'bfloat16'):
+    raise UserError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
+  return Asic(channel_multiplier=config.model.channel_multiplier,
+              grid_size=config.model.grid_size,
+              dtype=jnp.dtype(config.dtype),
+              bn_axis_name=bn_axis_name)
+
+
+def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
+               image_size: int) -> TrainState:
+  """A fresh state from `config.seed` (host-side; replicate before use)."""
+  model = make_model(config, bn_axis_name=None)
+  # One compiled init (eagerly, each of the ~40 initialisers compiles on its own),
+  # from an 'rbg' key: threefry's hash, unrolled in 40 initialisers, takes ~4x
+  # longer to compile on CPU. The step's own randomness stays threefry.
+  init = jax.jit(lambda key: model.init(key, jnp.zeros(
+      (1, image_size, image_size, 3)), train=False))
+  variables = init(jax.random.key(config.seed, impl='rbg'))
+  params = variables['params']
+  return TrainState(step=jnp.zeros((), jnp.int32),
+                    params=params,
+                    batch_stats=variables['batch_stats'],
+                    opt_state=tx.init(params),
+                    bad_step=jnp.full((), -1, jnp.int32),
+                    bad_term=jnp.full((), -1, jnp.int32))
+
+
+def collection_flows(config: ml_collections.ConfigDict, state: TrainState,
+                     images: np.ndarray) -> jax.Array:
+  """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics
+  (as the released evaluation does)."""
+  model = make_model(config, bn_axis_name=None)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
+  return apply(variables, jnp.asarray(images))

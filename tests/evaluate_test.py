@@ -1,0 +1,171 @@
+"""Transfer, PCK and k-cycle PCK against the released code's values, oracles and invariants."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from asic_jax import evaluate
+from asic_jax.data import collection as collection_lib
+from asic_jax.ops import sampling
+from conftest import load_reference
+
+
+def _centre_to_corner(points, res):
+  """The released evaluation's pixel p (normalised (2p + 1)/res - 1) as our pixel."""
+  return (2 * np.asarray(points, np.float32) + 1) * (res - 1) / (2 * res)
+
+
+def test_pck_equals_the_released_compute_pck():
+  ref = load_reference('pck')
+  args = (ref['pred'], ref['gt'], ref['vis'])
+  np.testing.assert_array_equal(
+      evaluate.pck(*args, ref['thresholds'], alphas=ref['alphas']).astype(np.float32),
+      ref['pck_spair'])
+  np.testing.assert_allclose(evaluate.pck(*args, ref['thresholds']),
+                             ref['pck_spair_default_alphas'],
+                             rtol=1e-6)
+  assert np.allclose(ref['default_alphas'], evaluate.ALPHAS)
+  img = np.full(len(ref['pred']), float(ref['img_size']))  # CUB style: L = S
+  np.testing.assert_allclose(evaluate.pck(*args, img, alphas=ref['alphas']),
+                             ref['pck_cub'],
+                             rtol=1e-6)
+  np.testing.assert_allclose(evaluate.pck(*args, img), ref['pck_cub_default_alphas'], rtol=1e-6)
+
+
+def test_pck_is_strict_and_per_pair_averages_pairs():
+  gt = np.zeros((2, 2, 2))
+  pred = np.asarray([[[1, 0], [3, 0]], [[0, 0], [9, 9]]], np.float32)
+  visible = np.asarray([[True, True], [True, False]])
+  # Pair 0: errors 1 and 3 against L = 10; pair 1: error 0 (the error-9 row is not visible).
+  # alpha 0.1: 1 is not < 1 (strict), 0 is; 0.3: also 1; 0.4: all three.
+  np.testing.assert_allclose(evaluate.pck(pred, gt, visible, [10, 10], alphas=(0.1, 0.3, 0.4)),
+                             [1 / 3, 2 / 3, 1.0])
+  # Per pair: pair 0 scores 0/2 then 2/2, pair 1 scores 1/1.
+  np.testing.assert_allclose(evaluate.pck_per_pair(pred, gt, visible, [10, 10], alphas=(0.1, 0.4)),
+                             [0.5, 1.0])
+
+
+def test_oracle_transfer_scores_one():
+  """Image b is image a shifted by (3, 2) pixels: its flow is a's, shifted; every integer
+  keypoint transfers exactly, so PCK is 1 at every alpha."""
+  size = 16
+  identity = np.asarray(sampling.identity_grid(size, size))
+  shifted = np.roll(identity, (2, 3), axis=(0, 1))  # pixel (x + 3, y + 2) holds (x, y)
+  flows = jnp.asarray(np.stack([identity, shifted]))
+  points = np.asarray([[[4, 5], [7, 1], [10, 9]]], np.float32)  # clear of the roll's wrap
+  pred = evaluate.transfer_pairs(flows, None, jnp.asarray([0]), jnp.asarray([1]),
+                                 jnp.asarray(points))
+  np.testing.assert_array_equal(pred, points + [3, 2])
+  assert np.all(evaluate.pck(pred, points + [3, 2], np.ones((1, 3), bool), [20.0]) == 1.0)
+
+
+def test_thresholds_belong_to_the_target():
+  keypoints = np.zeros((3, 2, 2), np.float32)
+  pairs = collection_lib.eval_pairs_from_keypoints(keypoints, np.ones((3, 2), bool),
+                                                   np.asarray([10.0, 20.0, 30.0]))
+  assert np.all(pairs.thresholds == np.asarray([10.0, 20.0, 30.0])[pairs.trg])
+  assert np.all(pairs.src != pairs.trg) and len(pairs) == 6
+
+
+def test_transfer_equals_the_released_transfer_where_conventions_agree():
+  """The reverse search (canonical point -> target pixel) is convention-free and equals the
+  released `pred` exactly. The forward step reads the flow at the keypoint: the released
+  evaluation normalises p as (2p + 1)/res - 1 (pixel centres), we as 2p/(res - 1) - 1
+  (corner-aligned, as training). Fed the released keypoints converted to our frame, our
+  transfer equals `canon` and `pred`; fed the same numbers as our pixels, `canon` differs
+  (and `pred` may): those keys differ by the half-pixel convention, DESIGN §8.2."""
+  ref = load_reference('transfer_points')
+  flows = jnp.asarray(ref['flows'])
+  masks = jnp.asarray(ref['masks'][:, 0])
+  res = int(ref['res'])
+  for suffix in ('', '_3'):
+    src, trg = ref[f'src_idx{suffix}'], ref[f'trg_idx{suffix}']
+    kps, canon = ref[f'src_kps{suffix}'], ref[f'canon{suffix}']
+    for i, (s, t) in enumerate(zip(src, trg)):
+      np.testing.assert_array_equal(
+          evaluate.nearest_pixels(flows[t], masks[t], jnp.asarray(canon[i])),
+          ref[f'pred{suffix}'][i])
+      ours = evaluate.canonical_points(flows[s], jnp.asarray(_centre_to_corner(kps[i], res)))
+      np.testing.assert_allclose(ours, canon[i], atol=1e-5)
+      np.testing.assert_array_equal(
+          evaluate.transfer(flows[s], flows[t], masks[t],
+                            jnp.asarray(_centre_to_corner(kps[i], res))), ref[f'pred{suffix}'][i])
+      corner = evaluate.canonical_points(flows[s], jnp.asarray(kps[i]))
+      assert np.abs(corner - canon[i]).max() > 1e-3
+
+
+def _released_transfer(ref):
+  """Our transfer, fed keypoints in the released pixel-centre convention (as its pck_loop)."""
+  flows = jnp.asarray(ref['flows'])
+  masks = jnp.asarray(ref['masks'][:, 0])
+  res = int(ref['res'])
+
+  def fn(src, trg, points):
+    return np.asarray(
+        evaluate.transfer_pairs(flows, masks, jnp.asarray(src), jnp.asarray(trg),
+                                jnp.asarray(_centre_to_corner(points, res))))
+
+  return fn
+
+
+def test_pairs_and_k_cycle_pck_equal_the_released_pipeline_in_corrected_order():
+  ref = load_reference('pck_pipeline')
+  fn = _released_transfer(ref)
+  kps, vis = ref['kps'][..., :2], ref['kps'][..., 2] > 0
+  pairs = ref['fixed_pairs']
+  pred = fn(pairs[:, 0], pairs[:, 1], kps[pairs[:, 0]])
+  np.testing.assert_array_equal(pred, ref['pairs_pred'])
+  np.testing.assert_allclose(evaluate.pck(pred, kps[pairs[:,
+                                                          1]], vis[pairs[:, 0]] & vis[pairs[:, 1]],
+                                          ref['thresholds'][pairs[:, 1]]),
+                             ref['pck_pairs'],
+                             rtol=1e-6)
+
+  tuples = ref['cycle_tuples'][:, :2]  # [a, b, a]: the 2-cycles a -> b -> a
+  hops = evaluate.chain(fn, tuples, kps[tuples[:, 0]])
+  np.testing.assert_array_equal(hops.reshape(-1, 8, 2), ref['cycle_pred'])
+  ours = evaluate.k_cycle_pck(fn, tuples, kps, vis, ref['thresholds'])
+  np.testing.assert_allclose(ours, ref['pck_cycle_chain_order_thr'], rtol=1e-6)
+  # The released pairing (thresholds tuple-major, rows chain-step major) gives its value,
+  # not ours: the test would catch thresholds paired with the wrong rows.
+  released = evaluate.pck(hops.reshape(-1, 8, 2), ref['cycle_gt'], ref['cycle_vis'],
+                          ref['cycle_thresholds_as_evaluate'])
+  np.testing.assert_allclose(released, ref['pck_cycle'], rtol=1e-6)
+  assert np.abs(released - ours).max() > 0.02
+
+
+def test_tuples_are_distinct_within_a_group_and_seeded():
+  groups = np.asarray([0, 0, 0, 1, 1, 2, 2, 2, 2])
+  tuples = evaluate.sample_tuples(9, 3, 50, groups=groups, seed=3)
+  assert tuples.shape == (50, 3)
+  assert all(len(set(t)) == 3 and len(set(groups[t])) == 1 for t in tuples)
+  assert not np.isin(tuples, [3, 4]).any()  # group 1 has only 2 images
+  np.testing.assert_array_equal(tuples, evaluate.sample_tuples(9, 3, 50, groups=groups, seed=3))
+  with pytest.raises(ValueError, match='no group holds 4 images'):
+    evaluate.sample_tuples(3, 4, 5)
+
+
+def test_cycle_consistency_of_identity_flows_is_one():
+  size = 8
+  flows = jnp.asarray(np.broadcast_to(sampling.identity_grid(size, size), (3, size, size, 2)))
+  fn = lambda s, t, p: np.asarray(
+      evaluate.transfer_pairs(flows, None, jnp.asarray(s), jnp.asarray(t), jnp.asarray(p)))
+  tuples = evaluate.sample_tuples(3, 3, 4)
+  values = evaluate.cycle_consistency(fn, tuples, np.ones((3, size, size)), size, points=5)
+  np.testing.assert_array_equal(values, 1.0)
+
+
+def test_dino_nearest_patch_equals_brute_force():
+  rng = np.random.default_rng(0)
+  desc = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
+  centers = np.stack(np.meshgrid(np.arange(5) * 4 + 4.0, np.arange(4) * 4 + 4.0), -1)
+  points = rng.uniform(0, 22, size=(2, 7, 2)).astype(np.float32)
+  src, trg = np.asarray([0, 2]), np.asarray([1, 0])
+  got = evaluate.nearest_patches(jnp.asarray(desc), jnp.asarray(centers), jnp.asarray(src),
+                                 jnp.asarray(trg), jnp.asarray(points))
+  flat = desc.reshape(3, 20, 6) / np.linalg.norm(desc.reshape(3, 20, 6), axis=-1, keepdims=True)
+  c = centers.reshape(20, 2)
+  for e in range(2):
+    patch = np.argmin(((points[e][:, None] - c[None])**2).sum(-1), 1)
+    best = np.argmax(flat[src[e]][patch] @ flat[trg[e]].T, 1)
+    np.testing.assert_allclose(got[e], c[best])
