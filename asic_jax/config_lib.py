@@ -123,6 +123,18 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.baseline.img_size = -1
   c.baseline.bin_hierarchy = -1
 
+  c.vis = ml_collections.ConfigDict()  # figures, TensorBoard images and the HTML report
+  c.vis.every = 2000  # figures every this many steps (and at the end); 0: only at the end
+  c.vis.size = 128  # resolution of colour maps and dense warps
+  c.vis.num_images = 8  # images shown in the per-image figures
+  c.vis.pairs = ''  # chosen pairs for dense warps and transfers: 'a-b,c-d' (names or indices)
+  c.vis.random_pairs = 4  # and this many random pairs (seeded)
+
+  c.edit = ml_collections.ConfigDict()  # edit propagation (mode=visualize, end of training)
+  c.edit.image = ''  # an RGBA file (a sticker, a pattern); '' = no edit
+  c.edit.on = 'canonical'  # canonical: the file covers the canonical square; else an image
+  #                          name or index: the file is painted on that image
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000
   c.checkpoint.keep = 3  # most recent checkpoints kept
