@@ -104,6 +104,10 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.features.cache_dir = ''  # '' = $XDG_CACHE_HOME/asic_jax (~/.cache/asic_jax)
   c.features.import_released = ''  # a released-code nbb/ folder to take pseudo-matches from
 
+  c.pairs = ml_collections.ConfigDict()  # the pair list of pseudo-matches
+  c.pairs.max_per_image = 0  # 0: every pair; k: each image's k partners (k-NN by CLS + random)
+  c.pairs.random_per_image = 1  # of those k, how many are random rather than nearest
+
   c.parts = ml_collections.ConfigDict()
   c.parts.num_parts = 8
 
@@ -114,6 +118,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.cycle_tuples = 200  # seeded tuples per k (config.seed)
   c.eval.cycle_points = 64  # foreground points per tuple, without keypoints
   c.eval.chunk = 8  # image pairs per transfer call (memory only)
+  c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
   c.baseline = ml_collections.ConfigDict()  # mode=baseline: DINO+NN (DESIGN §5)
   c.baseline.preset = 'dvd'  # dvd: block 9 key, log-binned, stride 4, 224 px | asic

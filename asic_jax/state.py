@@ -11,6 +11,7 @@ import optax
 
 from asic_jax import parallel
 from asic_jax.errors import UserError
+from asic_jax.models import unet
 from asic_jax.models.asic import Asic
 
 
@@ -66,11 +67,64 @@ def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                     bad_term=jnp.full((), -1, jnp.int32))
 
 
-def collection_flows(config: ml_collections.ConfigDict, state: TrainState,
-                     images: np.ndarray) -> jax.Array:
-  """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics
-  (as the released evaluation does)."""
+def collection_flows(config: ml_collections.ConfigDict, state: TrainState, images: np.ndarray,
+                     *, chunk: int | None = None) -> jax.Array:
+  """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics.
+
+  The released evaluation runs the collection as one batch in training mode. We do the
+  same when N <= `chunk` (`eval.bn_chunk`). A larger collection takes two passes
+  ("precise BatchNorm"): the statistics of every BatchNorm layer are averaged over chunks
+  of images (each chunk normalised by its own statistics on the way), then every chunk is
+  run with those fixed statistics. The first layer's statistics are then exact; deeper
+  layers' are close to the one-batch values, with no memory limit on N.
+  """
   model = make_model(config, bn_axis_name=None)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
-  return apply(variables, jnp.asarray(images))
+  chunk = chunk or config.eval.bn_chunk
+  n = len(images)
+  if n <= chunk:
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
+    return apply(variables, jnp.asarray(images))
+  # From zero running averages, one training-mode call leaves (1 - momentum) x the chunk's
+  # mean and (biased) variance in them.
+  zeros = jax.tree.map(jnp.zeros_like, state.batch_stats)
+  weight = 1.0 - unet.BN_MOMENTUM
+  stats_of = jax.jit(lambda x: jax.tree.map(
+      lambda s: s / weight,
+      model.apply({'params': state.params, 'batch_stats': zeros}, x, train=True,
+                  mutable=['batch_stats'])[1]['batch_stats']))
+  starts = range(0, n, chunk)
+  sums = None
+  for start in starts:
+    x = jnp.asarray(images[start:start + chunk])
+    stats = stats_of(x)
+    # Per layer: sum of size * mean and of size * (var + mean^2), so chunks of any size mix.
+    moments = {name: jax.tree.map(
+        lambda mean, var: (len(x) * mean, len(x) * (var + mean**2)), layer['mean'], layer['var'])
+               for name, layer in _bn_layers(stats)}
+    sums = moments if sums is None else jax.tree.map(jnp.add, sums, moments)
+  flat = {}
+  for name, (first, second) in sums.items():
+    mean = first / n
+    flat[name] = {'mean': mean, 'var': jnp.maximum(second / n - mean**2, 0.0)}
+  batch_stats = _rebuild(state.batch_stats, flat)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  variables = {'params': state.params, 'batch_stats': batch_stats}
+  return jnp.concatenate([apply(variables, jnp.asarray(images[s:s + chunk])) for s in starts])
+
+
+def _bn_layers(stats: Any):
+  """(path, {'mean', 'var'}) of every BatchNorm layer in a batch_stats tree."""
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(stats), sep='/')
+  layers = {}
+  for path, value in flat.items():
+    layer, field = path.rsplit('/', 1)
+    layers.setdefault(layer, {})[field] = value
+  return sorted(layers.items())
+
+
+def _rebuild(template: Any, layers: dict) -> Any:
+  """A batch_stats tree shaped like `template` from {layer path: {'mean', 'var'}}."""
+  flat = {f'{layer}/{field}': value for layer, fields in layers.items()
+          for field, value in fields.items()}
+  return flax.traverse_util.unflatten_dict(flat, sep='/')

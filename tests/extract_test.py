@@ -80,7 +80,7 @@ def test_tiny_vit_loads_through_the_hub_loading_path(tiny_vit, monkeypatch):
   monkeypatch.setenv('HF_HUB_OFFLINE', '1')
   arch, params = dino.load_vit(str(tiny_vit))
   assert (arch.num_layers, arch.num_heads, arch.patch_size, arch.position_grid) == (12, 6, 8, 28)
-  facets, centers, saliency = dino.extract_layers(params,
+  facets, centers, saliency, cls = dino.extract_layers(params,
                                                   np.zeros((1, SIZE, SIZE, 3), np.float32),
                                                   arch,
                                                   layers=(9, 11),
@@ -89,6 +89,7 @@ def test_tiny_vit_loads_through_the_hub_loading_path(tiny_vit, monkeypatch):
   single = dino.extract(params, np.zeros((1, SIZE, SIZE, 3), np.float32), arch, layer=9, stride=4)
   np.testing.assert_allclose(facets[9], single.descriptors, rtol=1e-5, atol=1e-6)
   assert facets[11].shape == (1, 7, 7, 24) and saliency.shape == (1, 7, 7)
+  assert cls[11].shape == (1, 24)
   np.testing.assert_array_equal(centers[0, :3, 0], [4, 8, 12])  # s * i + p / 2
 
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import matching, segmentation
+from asic_jax.correspondences import pairs as pairs_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
 from asic_jax.models import dino
@@ -46,11 +47,13 @@ class Descriptors:
     seg: `[N, h, w, C]` block `features.seg_layer` facet.
     saliency: `[N, h, w]` CLS saliency in [0, 1].
     centers: `[h, w, 2]` (x, y) pixel centre of every patch, S frame.
+    global_: `[N, C]` the CLS token's `seg_layer` facet: a global descriptor per image.
   """
   match: np.ndarray
   seg: np.ndarray
   saliency: np.ndarray
   centers: np.ndarray
+  global_: np.ndarray
 
 
 def model_fingerprint(model: str) -> str:
@@ -92,13 +95,13 @@ def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -
     raise UserError(f'cannot load the DINO model config.features.model={f.model!r}: '
                     f'{str(e).splitlines()[0]}') from e
   layers = tuple(sorted({f.match_layer, f.seg_layer}))
-  match, seg, saliency = [], [], []
+  match, seg, saliency, global_ = [], [], [], []
   batches = range(0, len(images), f.batch_size)
   centers = None
   with tqdm(total=len(images), desc='DINO features', unit='image', disable=None) as bar:
     for start in batches:
       batch = jnp.asarray(images[start:start + f.batch_size])
-      facets, centers, sal = dino.extract_layers(params,
+      facets, centers, sal, cls = dino.extract_layers(params,
                                                  batch,
                                                  arch,
                                                  layers=layers,
@@ -109,9 +112,10 @@ def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -
       match.append(np.asarray(facets[f.match_layer], np.float16))
       seg.append(np.asarray(facets[f.seg_layer], np.float16))
       saliency.append(np.asarray(sal, np.float32))
+      global_.append(np.asarray(cls[f.seg_layer], np.float32))
       bar.update(len(batch))
   return Descriptors(np.concatenate(match), np.concatenate(seg), np.concatenate(saliency),
-                     np.asarray(centers))
+                     np.asarray(centers), np.concatenate(global_))
 
 
 def _patch_foreground(masks: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -216,8 +220,13 @@ def add_correspondences(collection: collection_lib.Collection,
   if entry is None:
     log.info('Extracting correspondences of %s (%d images) into %s', collection.name,
              len(collection), cache.directory)
-    pairs = collection_lib.all_pairs(len(collection))
     descriptors = extract_descriptors(collection.images, config)
+    if config.pairs.max_per_image:
+      pairs = pairs_lib.knn_pairs(descriptors.global_, config.pairs.max_per_image,
+                                  random_per_image=config.pairs.random_per_image,
+                                  seed=config.seed)
+    else:
+      pairs = collection_lib.all_pairs(len(collection))
     masks, parts, foreground = _masks_and_parts(collection, descriptors, config)
     if config.features.import_released:
       matches = import_released_matches(config.features.import_released, collection.names, pairs,

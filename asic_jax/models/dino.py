@@ -431,14 +431,16 @@ def extract_layers(params: dict,
                    saliency: bool = False,
                    saliency_heads: tuple[int, ...] = SALIENCY_HEADS,
                    query_chunk: int = 1024,
-                   dtype=jnp.float32) -> tuple[dict[int, jax.Array], jax.Array, jax.Array | None]:
+                   dtype=jnp.float32) -> tuple[dict[int, jax.Array], jax.Array, jax.Array | None,
+                                               dict[int, jax.Array]]:
   """The facet of several blocks (and the saliency) from ONE forward pass.
 
   ASIC matches with block 9 and segments with block 11 and the saliency of the last
   block: one pass serves all three. Arguments as `extract`.
 
   Returns:
-    `({layer: [B, h, w, C]}, centers [h, w, 2], saliency [B, h, w] or None)`.
+    `({layer: [B, h, w, C]}, centers [h, w, 2], saliency [B, h, w] or None,
+    {layer: [B, C]})`: the last holds each layer's CLS-token facet (a global descriptor).
   """
   for layer in layers:
     rows, cols = _check(images,
@@ -463,7 +465,8 @@ def extract_layers(params: dict,
   out = {layer: x[:, 1:].reshape(x.shape[0], rows, cols, -1) for layer, x in facets.items()}
   if saliency_map is not None:
     saliency_map = saliency_map.reshape(-1, rows, cols)
-  return out, patch_centers(rows, cols, arch.patch_size, stride), saliency_map
+  cls = {layer: x[:, 0] for layer, x in facets.items()}
+  return out, patch_centers(rows, cols, arch.patch_size, stride), saliency_map, cls
 
 
 def _forward(params: dict, images: jax.Array, arch: ViTArch, *, layers: tuple[int, ...], facet: str,

@@ -33,6 +33,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# Flax's running-average momentum: PyTorch's 0.1 update weight.
+BN_MOMENTUM = 0.9
+
 # Four 2x2 poolings: each side must divide by 2**4.
 _SIDE_MULTIPLE = 16
 
@@ -68,7 +71,7 @@ class DoubleConv(nn.Module):
                   param_dtype=self.param_dtype,
                   name=f'conv{i}')(x)
       x = nn.BatchNorm(use_running_average=not train,
-                       momentum=0.9,
+                       momentum=BN_MOMENTUM,
                        epsilon=1e-5,
                        dtype=self.dtype,
                        param_dtype=self.param_dtype,
