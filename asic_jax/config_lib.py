@@ -29,6 +29,10 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.mode = 'train'  # train | extract | eval | baseline | visualize
   c.seed = 0
   c.parallel = 'shard_map'  # shard_map | pmap
+  c.distributed = False  # several processes (hosts): jax.distributed.initialize() first
+  c.coordinator_address = ''  # '' = JAX's detection (TPU pods, SLURM); else 'host:port'
+  c.num_processes = 0  # 0 = detected
+  c.process_id = -1  # -1 = detected
   c.dtype = 'float32'  # float32 | bfloat16 (compute; parameters stay float32)
   c.preset = 'paper'
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import checkpoint, evaluate, optim
+from asic_jax import checkpoint, evaluate, optim, parallel
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import loaders
@@ -168,8 +168,10 @@ def markdown(results: dict, method: str) -> str:
 
 
 def write(workdir: str | pathlib.Path, name: str, results: dict, method: str) -> pathlib.Path:
-  """`WORKDIR/eval/<name>.json` and `.md`."""
+  """`WORKDIR/eval/<name>.json` and `.md` (by process 0 only, across hosts)."""
   folder = pathlib.Path(workdir) / 'eval'
+  if not parallel.is_primary():
+    return folder / f'{name}.json'
   folder.mkdir(parents=True, exist_ok=True)
   (folder / f'{name}.json').write_text(json.dumps(results, indent=2))
   (folder / f'{name}.md').write_text(markdown(results, method))

@@ -79,6 +79,9 @@ def main(argv):
   ours.setLevel(stdlib_logging.INFO)
   ours.propagate = False
   try:
+    # pylint: disable-next=import-outside-toplevel
+    from asic_jax import parallel
+    parallel.initialize_distributed(_CONFIG.value)
     run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))

@@ -7,6 +7,10 @@ its slice of the global batch, and averages gradients with `lax.pmean(g, AXIS)`.
 (the default; what `jax.pmap` itself compiles to since JAX 0.8) or under
 `jax.pmap`. Every argument and result is replicated: the state, the collection
 (kept on the devices for the whole run) and the frozen perceptual weights.
+
+Across hosts (`config.distributed`, after `initialize_distributed`), the mesh spans
+every process's devices; each process holds the same host data (same collection, same
+seed) and builds the global replicated arrays from it; only process 0 writes files.
 """
 
 from typing import Any, Callable, Sequence
@@ -31,6 +35,8 @@ class DataParallel:
       raise UserError(f"config.parallel must be one of {MODES}, got {mode!r}")
     self.mode = mode
     self.devices = list(devices if devices is not None else jax.devices())
+    if mode == 'pmap' and jax.process_count() > 1:
+      raise UserError("config.parallel='pmap' runs on one host; across hosts use 'shard_map'")
     self.mesh = jax.make_mesh((len(self.devices),), (AXIS,), devices=self.devices)
     self._replicated = NamedSharding(self.mesh, P())
     self._stacked = NamedSharding(self.mesh, P(AXIS))
@@ -42,6 +48,10 @@ class DataParallel:
   def replicate(self, tree: Any) -> Any:
     """Puts one copy of `tree` on every device (pmap: a leading device axis)."""
     if self.mode == 'shard_map':
+      if jax.process_count() > 1:
+        # Every process holds the whole value; the global array is built from those copies.
+        return jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(self._replicated, np.asarray(x)), tree)
       return jax.device_put(tree, self._replicated)
     n = self.num_devices
 
@@ -52,10 +62,22 @@ class DataParallel:
     return jax.device_put(jax.tree.map(stack, tree), self._stacked)
 
   def unreplicate(self, tree: Any) -> Any:
-    """One device copy of a replicated tree (still on device)."""
+    """The tree as one logical copy: global replicated arrays (what checkpoints save)."""
     if self.mode == 'shard_map':
       return tree
     return jax.tree.map(lambda x: x[0], tree)
+
+  def local(self, tree: Any) -> Any:
+    """A copy of a replicated tree on this process's first device (to read or evaluate)."""
+    if self.mode == 'pmap':
+      return jax.tree.map(lambda x: x[0], tree)
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+  def abstract(self, tree: Any) -> Any:
+    """Shapes, dtypes and the placement a checkpoint of `tree` is restored into."""
+    sharding = (self._replicated
+                if self.mode == 'shard_map' else jax.sharding.SingleDeviceSharding(self.devices[0]))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
   def wrap(self, fn: Callable, donate_argnums: Sequence[int] = ()) -> Callable:
     """Compiles per-device `fn(*replicated_args) -> replicated results`."""
@@ -79,3 +101,28 @@ def device_slice(x: jax.Array, per_device: int, axis: int = 0) -> jax.Array:
   """This device's `per_device` rows of a global-batch array (inside `wrap`)."""
   start = jax.lax.axis_index(AXIS) * per_device
   return jax.lax.dynamic_slice_in_dim(x, start, per_device, axis=axis)
+
+
+def is_primary() -> bool:
+  """Whether this process writes logs, figures and reports (process 0)."""
+  return jax.process_index() == 0
+
+
+def initialize_distributed(config) -> None:
+  """`jax.distributed.initialize` when `config.distributed`: JAX's own detection (TPU pods,
+  SLURM, ...) or the explicit `coordinator_address` / `num_processes` / `process_id`.
+
+  Must run before anything touches a device. CPU processes talk through gloo (the setting
+  only concerns the CPU backend; GPUs and TPUs use their own collectives).
+  """
+  if not config.distributed:
+    return
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  options = {}
+  if config.coordinator_address:
+    options['coordinator_address'] = config.coordinator_address
+  if config.num_processes > 0:
+    options['num_processes'] = config.num_processes
+  if config.process_id >= 0:
+    options['process_id'] = config.process_id
+  jax.distributed.initialize(**options)

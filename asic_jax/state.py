@@ -67,8 +67,11 @@ def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                     bad_term=jnp.full((), -1, jnp.int32))
 
 
-def collection_flows(config: ml_collections.ConfigDict, state: TrainState, images: np.ndarray,
-                     *, chunk: int | None = None) -> jax.Array:
+def collection_flows(config: ml_collections.ConfigDict,
+                     state: TrainState,
+                     images: np.ndarray,
+                     *,
+                     chunk: int | None = None) -> jax.Array:
   """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics.
 
   The released evaluation runs the collection as one batch in training mode. We do the
@@ -91,17 +94,22 @@ def collection_flows(config: ml_collections.ConfigDict, state: TrainState, image
   weight = 1.0 - unet.BN_MOMENTUM
   stats_of = jax.jit(lambda x: jax.tree.map(
       lambda s: s / weight,
-      model.apply({'params': state.params, 'batch_stats': zeros}, x, train=True,
-                  mutable=['batch_stats'])[1]['batch_stats']))
+      model.apply(
+          {
+              'params': state.params,
+              'batch_stats': zeros
+          }, x, train=True, mutable=['batch_stats'])[1]['batch_stats']))
   starts = range(0, n, chunk)
   sums = None
   for start in starts:
     x = jnp.asarray(images[start:start + chunk])
     stats = stats_of(x)
     # Per layer: sum of size * mean and of size * (var + mean^2), so chunks of any size mix.
-    moments = {name: jax.tree.map(
-        lambda mean, var: (len(x) * mean, len(x) * (var + mean**2)), layer['mean'], layer['var'])
-               for name, layer in _bn_layers(stats)}
+    moments = {
+        name:
+            jax.tree.map(lambda mean, var: (len(x) * mean, len(x) * (var + mean**2)), layer['mean'],
+                         layer['var']) for name, layer in _bn_layers(stats)
+    }
     sums = moments if sums is None else jax.tree.map(jnp.add, sums, moments)
   flat = {}
   for name, (first, second) in sums.items():
@@ -125,6 +133,8 @@ def _bn_layers(stats: Any):
 
 def _rebuild(template: Any, layers: dict) -> Any:
   """A batch_stats tree shaped like `template` from {layer path: {'mean', 'var'}}."""
-  flat = {f'{layer}/{field}': value for layer, fields in layers.items()
-          for field, value in fields.items()}
+  flat = {
+      f'{layer}/{field}': value for layer, fields in layers.items()
+      for field, value in fields.items()
+  }
   return flax.traverse_util.unflatten_dict(flat, sep='/')

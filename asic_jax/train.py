@@ -96,8 +96,10 @@ def _check_finite(state: TrainState, checkpointer: checkpoint.Checkpointer) -> N
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains on the collection `config.data` names; returns the final metrics (and PCK)."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config.to_json(indent=2))
+  primary = parallel.is_primary()  # across hosts only process 0 writes files
+  if primary:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / 'config.json').write_text(config.to_json(indent=2))
 
   # Collection and devices.
   collection = loaders.load(config)
@@ -125,24 +127,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.checkpoint.keep)
   state = init_state(config, tx, collection.size)
   if checkpointer.latest_step() is not None:
-    start, state = checkpointer.restore(state)
-    log.info('Resumed from %s at step %d', checkpointer.directory, start)
-  state = dp.replicate(state)
+    restored, state = checkpointer.restore(dp.abstract(state))
+    log.info('Resumed from %s at step %d', checkpointer.directory, restored)
+    if dp.mode == 'pmap':
+      state = dp.replicate(state)
+  else:
+    state = dp.replicate(state)
   data, frozen = dp.replicate(data), dp.replicate(frozen)
 
   # The compiled step and the loop.
   step_fn = dp.wrap(make_step(loss, tx, schedule, config.seed), donate_argnums=(0,))
   begin = time.perf_counter()
-  metrics_log = MetricsLog(workdir)
+  metrics_log = MetricsLog(workdir) if primary else None
   num_steps = config.train.num_steps
-  start = int(dp.unreplicate(state).step)
+  start = int(dp.local(state).step)
   metrics = {}
   progress = tqdm(range(start, num_steps),
                   initial=start,
                   total=num_steps,
                   desc='train',
                   dynamic_ncols=True,
-                  disable=None)
+                  disable=None if primary else True)
   for i in progress:
     state, metrics = step_fn(state, data, frozen)
     step = i + 1
@@ -152,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       last_time, last_step = time.perf_counter(), step
       log.info('First step (compilation included) took %.1f s', last_time - begin)
     if step % config.train.log_every == 0 or step == num_steps:
-      host = jax.device_get(dp.unreplicate((state.bad_step, state.bad_term, metrics)))
+      host = jax.device_get(dp.local((state.bad_step, state.bad_term, metrics)))
       _check_finite(TrainState(0, None, None, None, *host[:2]), checkpointer)
       now = time.perf_counter()
       record = {k: float(v) for k, v in host[2].items()}
@@ -160,19 +165,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if step > last_step:
         record['steps_per_s'] = (step - last_step) / max(now - last_time, 1e-9)
         last_time, last_step = now, step
-      metrics_log.write(record)
+      if primary:
+        metrics_log.write(record)
       progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
     if step % config.checkpoint.every == 0 or step == num_steps:
-      single = dp.unreplicate(state)
-      _check_finite(single, checkpointer)
-      checkpointer.save(step, single, config)
+      _check_finite(jax.device_get(dp.local(state)), checkpointer)
+      checkpointer.save(step, dp.unreplicate(state), config)
   progress.close()
   checkpointer.close()
 
-  result = {k: float(v) for k, v in jax.device_get(dp.unreplicate(metrics)).items()}
+  result = {k: float(v) for k, v in jax.device_get(dp.local(metrics)).items()}
   if collection.eval_pairs is not None:
     result['eval'] = eval_run.evaluate_state(config,
-                                             dp.unreplicate(state),
+                                             dp.local(state),
                                              collection,
                                              workdir,
                                              step=num_steps)

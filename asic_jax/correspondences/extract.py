@@ -102,13 +102,13 @@ def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -
     for start in batches:
       batch = jnp.asarray(images[start:start + f.batch_size])
       facets, centers, sal, cls = dino.extract_layers(params,
-                                                 batch,
-                                                 arch,
-                                                 layers=layers,
-                                                 facet=f.facet,
-                                                 stride=f.stride,
-                                                 saliency=True,
-                                                 query_chunk=f.query_chunk)
+                                                      batch,
+                                                      arch,
+                                                      layers=layers,
+                                                      facet=f.facet,
+                                                      stride=f.stride,
+                                                      saliency=True,
+                                                      query_chunk=f.query_chunk)
       match.append(np.asarray(facets[f.match_layer], np.float16))
       seg.append(np.asarray(facets[f.seg_layer], np.float16))
       saliency.append(np.asarray(sal, np.float32))
@@ -222,7 +222,8 @@ def add_correspondences(collection: collection_lib.Collection,
              len(collection), cache.directory)
     descriptors = extract_descriptors(collection.images, config)
     if config.pairs.max_per_image:
-      pairs = pairs_lib.knn_pairs(descriptors.global_, config.pairs.max_per_image,
+      pairs = pairs_lib.knn_pairs(descriptors.global_,
+                                  config.pairs.max_per_image,
                                   random_per_image=config.pairs.random_per_image,
                                   seed=config.seed)
     else:

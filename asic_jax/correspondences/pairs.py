@@ -13,7 +13,10 @@ import numpy as np
 from asic_jax.data import collection as collection_lib
 
 
-def knn_pairs(descriptors: np.ndarray, k: int, *, random_per_image: int = 1,
+def knn_pairs(descriptors: np.ndarray,
+              k: int,
+              *,
+              random_per_image: int = 1,
               seed: int = 0) -> np.ndarray:
   """`[P, 2]` int32 unordered pairs (a < b), P <= N k, each image in >= min(k, N - 1).
 

@@ -1,0 +1,476 @@
+"""Figures of an alignment: canonical colour maps, dense warps, the learned grid, keypoint
+transfers, pseudo-matches, parts and masks, and edit propagation (`mode=visualize`).
+
+Frames: the collection's images are `[N, S, S, 3]` in [-1, 1] and its flows `[N, S, S, 2]`
+hold each pixel's canonical (x, y) in [-1, 1] (`asic_jax.ops.sampling`). Figures are
+drawn at `vis.size` = V: images, masks and flows are resized to V x V (bilinear,
+corner-aligned) first; keypoint transfers are computed in the S frame (the evaluation's
+protocol) and only drawn at V.
+
+The canonical colour map (decision): the HSV colour wheel over the canonical square, hue
+from the angle of (x, y) around the centre (red along +x, the image's right), saturation
+from the radius (white at the centre, full on the unit circle), value from 1 on the unit
+circle down to 0.75 in the square's corners, so every canonical point has its own colour.
+An image's colour map samples the wheel (an image of V x V) bilinearly at its flow and
+replaces the image's colours in proportion to its foreground mask (paper Fig. 3, 7).
+
+Dense warps (paper §4.2, Fig. 4) carry every foreground pixel (mask >= 0.5) of a source
+to the target pixel nearest in canonical space among target pixels with mask >= 0.1
+(`evaluate.nearest_pixels`, the keypoint transfer), where its colour is splatted; the
+splatted colours are averaged where at least one pixel landed.
+"""
+
+import functools
+import json
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from asic_jax import checkpoint, drawing, eval_run, evaluate, optim, report
+from asic_jax import state as state_lib
+from asic_jax.data import collection as collection_lib
+from asic_jax.data import loaders
+from asic_jax.errors import UserError
+from asic_jax.ops import sampling, splat
+
+log = logging.getLogger(__name__)
+
+Figures = dict[str, tuple[np.ndarray, str]]
+
+FOREGROUND = 0.5  # pixels a dense warp or an on-image edit carries: mask >= this
+_DISTANCE_BUDGET = 1 << 24  # float32 query-to-pixel distances per chunk (64 MB)
+_GRID_SAMPLES = 4  # images beside the mean image and the grid (paper Fig. 8)
+_TRANSFER_TARGETS = 4  # targets in the keypoint-transfer figure
+_MATCH_LINES = 48  # the most similar pseudo-matches drawn
+_HIGHLIGHT = jnp.asarray([1.0, 0.0, 0.0])  # the source's foreground in dense warps
+
+
+def colour_wheel(coords: jax.Array) -> jax.Array:
+  """The canonical colour map: `[..., 2]` canonical (x, y) to `[..., 3]` RGB in [0, 1]."""
+  x, y = coords[..., 0], coords[..., 1]
+  radius = jnp.hypot(x, y)
+  hue = (jnp.arctan2(y, x) / (2 * jnp.pi)) % 1.0
+  saturation = jnp.clip(radius, 0.0, 1.0)[..., None]
+  value = 1.0 - 0.25 * jnp.clip((radius - 1.0) / (np.sqrt(2.0) - 1.0), 0.0, 1.0)[..., None]
+  k = (jnp.asarray([5.0, 3.0, 1.0]) + 6.0 * hue[..., None]) % 6.0  # HSV to RGB
+  return value * (1.0 - saturation * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0))
+
+
+def wheel_image(size: int) -> jax.Array:
+  """The colour wheel over the canonical square: `[size, size, 3]` in [0, 1]."""
+  return colour_wheel(sampling.identity_grid(size, size))
+
+
+@functools.partial(jax.jit, static_argnames=('size',))
+def colour_maps(flows: jax.Array, size: int) -> jax.Array:
+  """Each flow `[N, size, size, 2]` samples the colour wheel: `[N, size, size, 3]` in [0, 1]."""
+  wheel = wheel_image(size)
+  return jax.vmap(lambda flow: sampling.grid_sample(wheel, flow, padding='border'))(flows)
+
+
+def overlay(images: jax.Array, colours: jax.Array, alpha: jax.Array) -> jax.Array:
+  """`images` and `colours` `[..., H, W, 3]` blended with `alpha [..., H, W]`."""
+  alpha = alpha[..., None]
+  return images * (1.0 - alpha) + colours * alpha
+
+
+@functools.partial(jax.jit, static_argnames=('size',))
+def _resized(images, flows, masks, size):
+  """Images in [0, 1], flows and masks of the collection at `size`."""
+  resize = jax.vmap(lambda x: sampling.resize(x, size, size))
+  return ((resize(images) + 1.0) / 2.0, resize(flows), resize(masks[..., None])[..., 0])
+
+
+@functools.partial(jax.jit, static_argnames=('chunk',))
+def dense_warp(src_image: jax.Array,
+               src_flow: jax.Array,
+               src_mask: jax.Array,
+               trg_flow: jax.Array,
+               trg_mask: jax.Array,
+               chunk: int = 1024) -> tuple[jax.Array, jax.Array]:
+  """The source's foreground carried to the target through canonical space and splatted.
+
+  Args:
+    src_image: `[H, W, C]`.
+    src_flow, trg_flow: `[H, W, 2]` canonical (x, y) of each pixel.
+    src_mask, trg_mask: `[H, W]` soft foreground; source pixels with mask >= 0.5 are
+      carried, to target pixels with mask >= 0.1.
+    chunk: source pixels whose distances to every target pixel are held at once.
+
+  Returns:
+    (warped `[H, W, C]`: the mean colour landed at each target pixel, 0 where none did,
+    weight `[H, W]`: how many source pixels landed there).
+  """
+  height, width, channels = src_image.shape
+  found = jax.lax.map(lambda c: evaluate.nearest_pixels(trg_flow, trg_mask, c[None])[0],
+                      src_flow.reshape(-1, 2),
+                      batch_size=chunk)
+  # A target without any pixel above the transfer's threshold receives nothing.
+  any_target = jnp.any(trg_mask >= evaluate.MASK_THRESHOLD)
+  weights = ((src_mask >= FOREGROUND) & any_target).reshape(-1)
+  accumulated, weight = splat.splat(found, src_image.reshape(-1, channels), height, width, weights)
+  return splat.normalize(accumulated, weight), weight
+
+
+def _chunk(size: int) -> int:
+  return max(1, _DISTANCE_BUDGET // (size * size))
+
+
+def _index(token: str, names: tuple[str, ...]) -> int | None:
+  """An image by name, else by index; None when neither."""
+  if token in names:
+    return names.index(token)
+  if token.strip().lstrip('-').isdigit() and -len(names) <= int(token) < len(names):
+    return int(token) % len(names)
+  return None
+
+
+def parse_pairs(spec: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
+  """`'a-b,c-d'` (image names or indices; a name may hold '-') to index pairs."""
+  pairs = []
+  for item in (s.strip() for s in spec.split(',') if s.strip()):
+    for cut in (i for i, ch in enumerate(item) if ch == '-' and 0 < i < len(item) - 1):
+      a, b = _index(item[:cut], names), _index(item[cut + 1:], names)
+      if a is not None and b is not None:
+        pairs.append((a, b))
+        break
+    else:
+      raise UserError(f'vis.pairs: {item!r} is not two image names or indices joined by '
+                      f"'-'; images: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+  return pairs
+
+
+def choose_pairs(vis: ml_collections.ConfigDict, names: tuple[str, ...],
+                 seed: int) -> list[tuple[int, int]]:
+  """The pairs `vis.pairs` names, then `vis.random_pairs` distinct random ones (seeded),
+  a != b, none repeating a pair already chosen (while any is left)."""
+  pairs = parse_pairs(vis.pairs, names)
+  wanted = len(pairs) + min(vis.random_pairs, len(names) * (len(names) - 1))
+  rng = np.random.default_rng(seed)
+  tries = 0
+  while len(pairs) < wanted and tries < 100 * wanted:
+    a, b = (int(i) for i in rng.choice(len(names), size=2, replace=False))
+    tries += 1
+    if (a, b) not in pairs:
+      pairs.append((a, b))
+  return pairs
+
+
+def _image(x) -> np.ndarray:
+  return drawing.to_uint8(np.asarray(x))
+
+
+def _dense_warp_figure(view, pairs, names, step) -> tuple[np.ndarray, str]:
+  images, flows, masks = view
+  size = images.shape[1]
+  columns = [[], [], []]
+  for a, b in pairs:
+    warped, weight = dense_warp(images[a],
+                                flows[a],
+                                masks[a],
+                                flows[b],
+                                masks[b],
+                                chunk=_chunk(size))
+    highlight = overlay(images[a], _HIGHLIGHT, 0.5 * (masks[a] >= FOREGROUND))
+    columns[0].append(_image(highlight))
+    columns[1].append(_image(images[b]))
+    columns[2].append(_image(overlay(images[b], warped, (weight > 0).astype(jnp.float32))))
+  listed = ', '.join(f'{names[a]} → {names[b]}' for a, b in pairs)
+  return drawing.tile(columns), (
+      f'Dense warps{step} (paper Fig. 4), one pair per column: the source with its foreground '
+      '(mask ≥ 0.5) in red (top), the target (middle), and every source foreground pixel '
+      'carried to the target pixel nearest in canonical space (among target pixels with '
+      f'mask ≥ 0.1) and splatted over the target (bottom). Pairs: {listed}.')
+
+
+def _grid_figure(grid, view, collection, step) -> tuple[np.ndarray, str]:
+  images = view[0]
+  size = images.shape[1]
+  grid = jnp.asarray(grid)
+  rgb = sampling.resize(jnp.clip((grid[..., :3] + 1.0) / 2.0, 0.0, 1.0), size, size)
+  alpha = sampling.resize(jax.nn.sigmoid(grid[..., 3:4]), size, size)[..., 0]
+  shown = [_image(images[i]) for i in range(min(_GRID_SAMPLES, len(images)))]
+  return drawing.tile([
+      shown + [_image(images.mean(0)), _image(rgb),
+               drawing.grey(alpha)]
+  ]), (f'The learned canonical grid G{step} (paper Fig. 8): {len(shown)} images of the collection, '
+       f'the mean of all {len(collection)} images, G\'s colour channels (RGB, [-1, 1] shown '
+       f'as [0, 1]) and its foreground probability (sigmoid of the 4th channel, white = 1), '
+       f'{grid.shape[0]} x {grid.shape[1]} shown at {size} x {size}.')
+
+
+def _keypoint_figure(collection, flows, view, step) -> tuple[np.ndarray, str]:
+  pairs = collection.eval_pairs
+  rows = np.nonzero(pairs.src == pairs.src[0])[0][:_TRANSFER_TARGETS]
+  masks = None if collection.masks is None else jnp.asarray(collection.masks)
+  pred = np.asarray(
+      evaluate.transfer_pairs(flows, masks, jnp.asarray(pairs.src[rows]),
+                              jnp.asarray(pairs.trg[rows]),
+                              jnp.asarray(pairs.src_points[rows], jnp.float32)))
+  images = view[0]
+  scale = (images.shape[1] - 1) / (collection.size - 1)  # S frame to V frame
+  src = int(pairs.src[rows[0]])
+  visible = pairs.visible[rows[0]]
+  ids = np.nonzero(visible)[0]
+  colours = drawing.PALETTE[ids % len(drawing.PALETTE)]
+  tiles = [
+      drawing.draw_points(_image(images[src]), pairs.src_points[rows[0]][ids] * scale, colours)
+  ]
+  scores = []
+  for e, row in enumerate(rows):
+    ids = np.nonzero(pairs.visible[row])[0]
+    colours = drawing.PALETTE[ids % len(drawing.PALETTE)]
+    gt, guess = pairs.trg_points[row][ids], pred[e][ids].astype(np.float32)
+    correct = np.linalg.norm(guess - gt, axis=-1) < 0.1 * pairs.thresholds[row]
+    image = drawing.draw_points(_image(images[pairs.trg[row]]), gt * scale, colours, hollow=True)
+    image = drawing.draw_lines(image, gt[~correct] * scale, guess[~correct] * scale,
+                               [drawing.WRONG] * int((~correct).sum()))
+    image = drawing.draw_points(image, guess * scale, colours,
+                                [drawing.CORRECT if c else drawing.WRONG for c in correct])
+    tiles.append(image)
+    scores.append(f'{collection.names[pairs.trg[row]]} {int(correct.sum())}/{len(ids)}')
+  return drawing.tile([
+      tiles
+  ]), (f'Keypoint transfer{step} from {collection.names[src]} (left, ground-truth keypoints in '
+       'their own colours) to the targets on its right: each target shows its ground truth '
+       'as rings and the transferred keypoints as discs, outlined green when within 0.1 of '
+       "that pair's PCK length L ('" + collection.threshold_kind + "'), red (with a line to the "
+       'ground truth) otherwise. Correct@0.10 per target: ' + ', '.join(scores) + '.')
+
+
+def _matches_figure(collection, view) -> tuple[np.ndarray, str] | None:
+  real = np.nonzero(collection.matches[..., 4] > 0)
+  if not len(real[0]):
+    return None
+  pair = int(real[0][0])
+  matches = collection.matches[pair]
+  keep = np.argsort(-matches[:, 4], kind='stable')[:min(_MATCH_LINES, int((matches[:,
+                                                                                   4] > 0).sum()))]
+  a, b = collection.pairs[pair]
+  images = view[0]
+  scale = (images.shape[1] - 1) / (collection.size - 1)
+  colours = drawing.to_uint8(
+      np.asarray(colour_wheel(sampling.pixel_to_normalized(matches[keep, :2], collection.size))))
+  figure = drawing.side_by_side_matches(_image(images[a]), _image(images[b]),
+                                        matches[keep, :2] * scale, matches[keep, 2:4] * scale,
+                                        colours)
+  return figure, (
+      f'Pseudo-matches of the pair {collection.names[a]} – {collection.names[b]}: the '
+      f'{len(keep)} most similar of its {int((matches[:, 4] > 0).sum())} matches, each line '
+      'coloured by the colour wheel at its left end.')
+
+
+def _parts_figure(collection, view, shown) -> tuple[np.ndarray, str] | None:
+  images, _, masks = view
+  rows = [[_image(images[i]) for i in shown]]
+  what = []
+  if collection.masks is not None:
+    rows.append([drawing.grey(masks[i]) for i in shown])
+    what.append('the foreground masks (white = 1)')
+  if collection.parts is not None:
+    size = images.shape[1]
+    picks = np.round(np.linspace(0, collection.size - 1, size)).astype(int)
+    rows.append([
+        drawing.colour_labels(collection.parts[i][np.ix_(picks, picks)], collection.num_parts)
+        for i in shown
+    ])
+    what.append(f'the part maps ({collection.num_parts} parts, background black)')
+  if len(rows) == 1:
+    return None
+  return drawing.tile(rows), f'The first {len(shown)} images and ' + ' and '.join(what) + '.'
+
+
+def figures(config: ml_collections.ConfigDict,
+            state: state_lib.TrainState,
+            collection: collection_lib.Collection,
+            flows: jax.Array | None = None) -> Figures:
+  """Every figure of the current alignment, as `{name: (uint8 [H, W, 3], caption)}`.
+
+  Args:
+    config: the run's config (`vis.*`, `seed`).
+    state: the train state (its grid; its model when `flows` is None).
+    collection: the collection.
+    flows: `[N, S, S, 2]`, or None to compute them (`state_lib.collection_flows`).
+
+  Returns:
+    'colour_wheel', 'colour_maps', 'dense_warps' (when any pair is asked for),
+    'canonical_grid', and when the collection has them 'keypoint_transfer',
+    'pseudo_matches' and 'parts_and_masks'.
+  """
+  if flows is None:
+    flows = state_lib.collection_flows(config, state, collection.images)
+  flows = jnp.asarray(flows)
+  size, n = config.vis.size, len(collection)
+  masks = np.ones(collection.images.shape[:3], np.float32) if (collection.masks
+                                                               is None) else collection.masks
+  view = _resized(jnp.asarray(collection.images), flows, jnp.asarray(masks, jnp.float32), size)
+  images, small_flows, small_masks = view
+  shown = list(range(min(config.vis.num_images, n)))
+  step = f' at step {int(state.step)}'
+  out = {}
+  out['colour_wheel'] = (_image(wheel_image(size)), (
+      'The canonical colour map: each point (x, y) of the canonical square [-1, 1]² gets a '
+      'hue from its angle around the centre (red to the right, +x) and a saturation from its '
+      'distance to the centre (white there); beyond the unit circle the colours darken.'))
+  colours = colour_maps(small_flows[np.asarray(shown)], size)
+  blended = overlay(images[np.asarray(shown)], colours, small_masks[np.asarray(shown)])
+  out['colour_maps'] = (drawing.tile([[_image(x) for x in images[np.asarray(shown)]],
+                                      [_image(x) for x in blended]]),
+                        f'Canonical colour maps{step} (paper Fig. 3, 7): the first {len(shown)} '
+                        'images (top) and, over their foreground, the colour of the canonical '
+                        'point each pixel maps to (bottom): the same colour is the same '
+                        'canonical point.')
+  pairs = choose_pairs(config.vis, collection.names, config.seed)
+  if pairs:
+    out['dense_warps'] = _dense_warp_figure(view, pairs, collection.names, step)
+  out['canonical_grid'] = _grid_figure(state.params['grid'], view, collection, step)
+  if collection.eval_pairs is not None and len(collection.eval_pairs):
+    out['keypoint_transfer'] = _keypoint_figure(collection, flows, view, step)
+  if collection.matches is not None and (found := _matches_figure(collection, view)):
+    out['pseudo_matches'] = found
+  if found := _parts_figure(collection, view, shown):
+    out['parts_and_masks'] = found
+  return out
+
+
+def load_edit(path: str | pathlib.Path) -> np.ndarray:
+  """An image file as RGBA `[h, w, 4]` float32 in [0, 1] (opaque when it has no alpha)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise UserError(f'edit.image: no file {path}')
+  with Image.open(path) as image:
+    return np.asarray(image.convert('RGBA'), np.float32) / 255.0
+
+
+def edit_index(on: str, names: tuple[str, ...]) -> int | None:
+  """`edit.on`: None for 'canonical', else the image it names (a name or an index)."""
+  if on == 'canonical':
+    return None
+  index = _index(on, names)
+  if index is None:
+    raise UserError(f"edit.on must be 'canonical', an image name or an index, got {on!r}")
+  return index
+
+
+@functools.partial(jax.jit, static_argnames=('on',))
+def edit_canvas(edit: jax.Array, flows: jax.Array, masks: jax.Array, on: int | None) -> jax.Array:
+  """The edit in canonical space: `[S, S, 4]` premultiplied RGBA over the canonical square.
+
+  Args:
+    edit: `[h, w, 4]` RGBA in [0, 1].
+    flows: `[N, S, S, 2]`; masks `[N, S, S]`.
+    on: None when the edit covers the canonical square; else the image it is painted
+      on (the edit covers that image's S x S frame): its foreground pixels (mask >= 0.5)
+      are splatted into the canvas at their canonical points, and averaged.
+  """
+  size = flows.shape[1]
+  premultiplied = jnp.concatenate([edit[..., :3] * edit[..., 3:], edit[..., 3:]], axis=-1)
+  painted = sampling.resize(premultiplied, size, size)
+  if on is None:
+    return painted
+  points = sampling.normalized_to_pixel(flows[on].reshape(-1, 2), size)
+  accumulated, weight = splat.splat(points, painted.reshape(-1, 4), size, size,
+                                    (masks[on] >= FOREGROUND).reshape(-1))
+  return splat.normalize(accumulated, weight)
+
+
+@jax.jit
+def apply_edit(canvas: jax.Array, images: jax.Array, flows: jax.Array,
+               masks: jax.Array) -> jax.Array:
+  """Every image samples the canvas `[C, C, 4]` at its flow; the edit is composited over its
+  foreground: `images [N, S, S, 3]` in [-1, 1] -> `[N, S, S, 3]` in [0, 1]."""
+
+  def one(image, flow, mask):
+    rgba = sampling.grid_sample(canvas, flow, padding='zeros') * mask[..., None]
+    return (image + 1.0) / 2.0 * (1.0 - rgba[..., 3:]) + rgba[..., :3]
+
+  return jax.vmap(one)(images, flows, masks)
+
+
+def propagate_edit(config: ml_collections.ConfigDict, collection: collection_lib.Collection,
+                   flows: jax.Array, folder: pathlib.Path) -> tuple[np.ndarray, str]:
+  """Carries `config.edit.image` to every image; writes `folder/<image name>.png`.
+
+  Returns:
+    The 'edit_propagation' figure and its caption.
+  """
+  edit = load_edit(config.edit.image)
+  on = edit_index(str(config.edit.on), collection.names)
+  masks = jnp.asarray(
+      np.ones(collection.images.shape[:3], np.float32) if collection.masks is
+      None else collection.masks)
+  canvas = edit_canvas(jnp.asarray(edit), jnp.asarray(flows), masks, on)
+  edited = np.asarray(apply_edit(canvas, jnp.asarray(collection.images), jnp.asarray(flows), masks))
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, image in zip(collection.names, edited):
+    drawing.write_png(folder / f'{name}.png', _image(image))
+  size = config.vis.size
+  over_white = lambda rgba: _image(  # premultiplied RGBA over white, at V
+      sampling.resize(rgba[..., :3] + 1.0 - rgba[..., 3:], size, size))
+  premultiplied = np.concatenate([edit[..., :3] * edit[..., 3:], edit[..., 3:]], axis=-1)
+  shown = min(config.vis.num_images, len(collection))
+  small = jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(edited[:shown]))
+  where = 'the canonical square' if on is None else f'image {collection.names[on]}'
+  figure = drawing.tile([[over_white(jnp.asarray(premultiplied)),
+                          over_white(canvas)] + [_image(x) for x in small]])
+  return figure, (f'Edit propagation: the edit ({pathlib.Path(config.edit.image).name}, painted '
+                  f'on {where}; left, over white), the edit in canonical space (second), and '
+                  f'the first {shown} images with the edit carried to them through canonical '
+                  f'space and composited over their foreground. Every image: edits/<name>.png.')
+
+
+def save(figures: Figures, folder: str | pathlib.Path) -> None:
+  """`folder/<name>.png` for each figure, and their captions in `folder/captions.json`
+  (merged with captions already there)."""
+  folder = pathlib.Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / 'captions.json'
+  captions = json.loads(path.read_text()) if path.exists() else {}
+  for name, (image, caption) in figures.items():
+    drawing.write_png(folder / f'{name}.png', image)
+    captions[name] = caption
+  path.write_text(json.dumps(captions, indent=2, ensure_ascii=False))
+
+
+def log_figures(writer: Any, figures: Figures, step: int) -> None:
+  """Adds each figure to a tensorboardX `SummaryWriter` as `figures/<name>` (HWC uint8)."""
+  for name, (image, _) in figures.items():
+    writer.add_image(f'figures/{name}', image, step, dataformats='HWC')
+
+
+def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """`config.mode='visualize'`: figures, edits and the report of the latest (or
+  `eval.step`) checkpoint in `workdir`.
+
+  Writes `figures/*.png` with `figures/captions.json`, `edits/<image name>.png` when
+  `edit.image` is set, and `report/index.html`.
+  """
+  workdir = pathlib.Path(workdir)
+  checkpointer = checkpoint.Checkpointer(workdir, read_only=True)
+  step = config.eval.step or checkpointer.latest_step()
+  if step is None:
+    raise UserError(f'no checkpoint in {checkpointer.directory}; train first '
+                    '(--config.mode=train)')
+  trained = eval_run.training_config(config, checkpointer, step)
+  for section in ('vis', 'edit'):  # what to draw comes from this command line
+    trained[section] = ml_collections.ConfigDict(config[section].to_dict())
+  collection = loaders.load(trained)
+  template = state_lib.init_state(trained, optim.make_optimizer(trained), collection.size)
+  step, state = checkpointer.restore(template, step)
+  flows = state_lib.collection_flows(trained, state, collection.images)
+  found = figures(trained, state, collection, flows)
+  if trained.edit.image:
+    found['edit_propagation'] = propagate_edit(trained, collection, flows, workdir / 'edits')
+  save(found, workdir / 'figures')
+  index = report.write_report(workdir)
+  log.info('Figures of step %d in %s; report %s', step, workdir / 'figures', index)
+  return dict(step=int(step),
+              figures=sorted(found),
+              edits=len(collection) if trained.edit.image else 0,
+              report=str(index))
