@@ -11,15 +11,58 @@ Every value can be overridden on the command line, `--config.train.num_steps=100
 
 import ml_collections
 
-# Presets a config arg may name; everything else in the arg is positional.
+# Presets a config arg may name, and the sweeps of `launch.sweep` (which a config's
+# `get_config` ignores); everything else in the arg is positional.
 PRESETS = ('paper', 'released')
+SWEEPS = ('ablation', 'presets')
+
+# The loss ablation of paper Table 3: each term zeroed in turn (Recon with its mask BCE,
+# Eq. 4).
+ABLATION = {
+    'complete': {},
+    'no_kp': {
+        'loss.kp': 0.0
+    },
+    'no_tv': {
+        'loss.tv': 0.0
+    },
+    'no_equi': {
+        'loss.equi': 0.0
+    },
+    'no_recon': {
+        'loss.recon': 0.0,
+        'loss.mask': 0.0
+    },
+    'no_parts': {
+        'loss.parts': 0.0
+    },
+}
 
 
 def parse_arg(arg: str | None) -> tuple[list[str], set[str]]:
   """Splits a config arg 'cat,released' into (['cat'], {'released'})."""
   words = [w.strip() for w in (arg or '').split(',') if w.strip()]
-  flags = {w for w in words if w in PRESETS}
-  return [w for w in words if w not in PRESETS], flags
+  flags = {w for w in words if w in PRESETS + SWEEPS}
+  return [w for w in words if w not in flags], flags
+
+
+def category_sweep(add, arg: str | None, categories) -> None:
+  """The predefined sweeps of a benchmark config, over its `categories`.
+
+  `arg` words: none (every category), 'ablation' (every category x the loss ablation of
+  Table 3) or 'presets' (every category x paper and released). `add(**overrides)` takes
+  dotted config keys; 'preset' names a preset and 'variant' labels a run.
+  """
+  _, flags = parse_arg(arg)
+  for category in categories:
+    if 'ablation' in flags:
+      for variant, weights in ABLATION.items():
+        add(**{'data.category': category, 'variant': variant, **weights})
+    elif 'presets' in flags:
+      for preset in PRESETS:
+        add(**{'data.category': category, 'preset': preset})
+    else:
+      add(**{'data.category': category})
 
 
 def base_config(arg: str | None = '') -> ml_collections.ConfigDict:

@@ -11,6 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from asic_jax import jobs
 from asic_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config',
@@ -30,7 +31,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with one-line errors instead of tracebacks."""
   try:
     rest = flags.FLAGS(argv)
+  except UserError as e:  # raised by a config's get_config (a bad category, say)
+    fail(str(e))
   except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if 'parsing config file' in lines[0]:
+      # ml_collections folds get_config's exception, traceback and all, into the message:
+      # keep its last line, the exception's own words.
+      reason = lines[-1].split(': ', 1)[-1] if 'Error: ' in lines[-1] else lines[-1]
+      fail(f'--config: {reason}')
     fail(str(e))
   except (AttributeError, KeyError) as e:
     # ml_collections raises these for `--config.<key>` naming no config field.
@@ -39,6 +48,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     config = _CONFIG.value
     has_mode = config is not None and hasattr(config, 'mode')
+  except UserError as e:
+    fail(str(e))
   except OSError as e:  # ml_collections' report of a config file it could not load
     reason = [line.strip() for line in str(e).splitlines() if line.strip()]
     fail(f'cannot load --config={flags.FLAGS["config"].serialize().split("=", 1)[-1]}: '
@@ -49,22 +60,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if not _WORKDIR.value:
     fail('give --workdir=DIR (checkpoints, metrics and reports go there)')
   return rest
-
-
-def run(config, workdir: str):
-  """Runs the job `config.mode` names; returns what that job returns."""
-  # pylint: disable=import-outside-toplevel
-  from asic_jax import eval_run, train
-  from asic_jax.data import loaders
-  jobs = {
-      'train': train.train_and_evaluate,
-      'extract': loaders.extract_job,
-      'eval': eval_run.evaluate_run,
-      'baseline': eval_run.baseline_run
-  }
-  if config.mode not in jobs:
-    raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
-  return jobs[config.mode](config, workdir)
 
 
 def main(argv):
@@ -82,7 +77,7 @@ def main(argv):
     # pylint: disable-next=import-outside-toplevel
     from asic_jax import parallel
     parallel.initialize_distributed(_CONFIG.value)
-    run(_CONFIG.value, _WORKDIR.value)
+    jobs.run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))
 

@@ -9,8 +9,6 @@ The arg is the class id 1, 2 or 3 (default 1). Data: `<data.root>/CUB_200_2011/`
 it CUB's own test split is used and a warning says PCK is not comparable.
 """
 
-import ml_collections
-
 from asic_jax import config_lib
 from asic_jax.data import cub
 from asic_jax.errors import UserError
@@ -27,6 +25,10 @@ def get_config(arg: str = ''):
                     f'got {word!r}')
   c.data.name = 'cub'
   c.data.category = int(word)
-  c.eval = c.get('eval', ml_collections.ConfigDict())
-  c.eval.threshold = ''  # '' = the dataset's protocol (img) | bbox | img | kp_bbox
+  # eval.threshold '' keeps the dataset's protocol (img); or bbox | img | kp_bbox.
   return c
+
+
+def sweep(add, arg: str = ''):
+  """Every category (`:ablation`: x the loss ablation; `:presets`: x both presets)."""
+  config_lib.category_sweep(add, arg, cub.CATEGORIES)

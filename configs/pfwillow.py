@@ -8,8 +8,6 @@ The arg is car, duck, motorbike or winebottle (default car). Data:
 PCK is scored on all ordered pairs within each sub-folder, kp_bbox threshold.
 """
 
-import ml_collections
-
 from asic_jax import config_lib
 from asic_jax.data import pfwillow
 from asic_jax.errors import UserError
@@ -26,6 +24,10 @@ def get_config(arg: str = ''):
                     f'{", ".join(pfwillow.CATEGORIES)}')
   c.data.name = 'pfwillow'
   c.data.category = category
-  c.eval = c.get('eval', ml_collections.ConfigDict())
-  c.eval.threshold = ''  # '' = the dataset's protocol (kp_bbox) | bbox | img | kp_bbox
+  # eval.threshold '' keeps the dataset's protocol (kp_bbox); or bbox | img | kp_bbox.
   return c
+
+
+def sweep(add, arg: str = ''):
+  """Every category (`:ablation`: x the loss ablation; `:presets`: x both presets)."""
+  config_lib.category_sweep(add, arg, pfwillow.CATEGORIES)

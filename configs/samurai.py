@@ -8,8 +8,6 @@ holding `images/` and optionally `masks/` of the same stems
 cycle self-consistency score, threshold S (img).
 """
 
-import ml_collections
-
 from asic_jax import config_lib
 from asic_jax.errors import UserError
 
@@ -22,6 +20,5 @@ def get_config(arg: str = ''):
                     f'--config=configs/samurai.py:<object>, got {words}')
   c.data.name = 'samurai'
   c.data.category = words[0]
-  c.eval = c.get('eval', ml_collections.ConfigDict())
-  c.eval.threshold = ''  # '' = the dataset's protocol (img); bbox and kp_bbox need annotations
+  # eval.threshold '' keeps the protocol (img); bbox and kp_bbox need annotations.
   return c

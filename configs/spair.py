@@ -8,8 +8,6 @@ The arg is a category of `asic_jax.data.spair.CATEGORIES` (default cat). Data:
 PCK is scored on the category's official test pairs with the bbox threshold.
 """
 
-import ml_collections
-
 from asic_jax import config_lib
 from asic_jax.data import spair
 from asic_jax.errors import UserError
@@ -26,6 +24,10 @@ def get_config(arg: str = ''):
         f'unknown SPair-71k category {category!r}; valid: {", ".join(spair.CATEGORIES)}')
   c.data.name = 'spair'
   c.data.category = category
-  c.eval = c.get('eval', ml_collections.ConfigDict())
-  c.eval.threshold = ''  # '' = the dataset's protocol (bbox) | bbox | img | kp_bbox
+  # eval.threshold '' keeps the dataset's protocol (bbox); or bbox | img | kp_bbox.
   return c
+
+
+def sweep(add, arg: str = ''):
+  """Every category (`:ablation`: x the loss ablation; `:presets`: x both presets)."""
+  config_lib.category_sweep(add, arg, spair.CATEGORIES)

@@ -27,3 +27,10 @@ def get_config(arg: str = ''):
   c.loss.perceptual_weights = 'random'
   c.parts.num_parts = 4
   return c
+
+
+def sweep(add, arg: str = ''):
+  """Two seeds: the smallest sweep (`python -m launch.sweep --config=configs/tiny.py`)."""
+  del arg
+  for seed in (0, 1):
+    add(seed=seed)

@@ -35,6 +35,11 @@ def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
     collection = folder.load_folder(config.data.path,
                                     config.data.img_size,
                                     mask_dir=config.data.mask_dir or None)
+  elif name in BENCHMARKS:
+    collection = BENCHMARKS[name](config.data.root,
+                                  config.data.category,
+                                  config.data.img_size,
+                                  threshold=config.eval.threshold or None)
   else:
     raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
   return extract.add_correspondences(collection, config)

@@ -1,0 +1,1 @@
+"""Launchers: sweeps over configs, aggregation of their results, multi-host scripts."""

@@ -1,0 +1,202 @@
+"""Expands a config's `sweep(add, arg)` into runs; runs them in turn, or prints commands.
+
+  python -m launch.sweep --config=configs/spair.py --root=runs            # 18 categories
+  python -m launch.sweep --config=configs/cub.py:ablation --dry_run       # 3 classes x 6
+  python -m launch.sweep --config=configs/pfwillow.py:presets --print_commands
+  python -m launch.sweep --config=configs/tiny.py --config.train.num_steps=50
+
+Each run gets its own workdir, `ROOT/<config>/<overrides>`, named from its overrides
+(`data.category=cat`, `variant=no_kp`, ...), and a `sweep.json` there recording them. Runs
+go one after the other in this process on every local device (compiled programs are
+shared through JAX's persistent cache in `ROOT/.jax_cache`); a run whose workdir already
+holds its final checkpoint is skipped, so an interrupted sweep resumes. `--print_commands`
+prints one `python -m asic_jax.main ...` line per run for an external scheduler instead.
+`--config.a.b=value` applies to every run.
+"""
+
+import argparse
+import ast
+import copy
+import importlib.util
+import json
+import pathlib
+import re
+import shlex
+import sys
+
+import ml_collections
+
+from asic_jax import config_lib
+from asic_jax.errors import UserError
+
+# Keys of `add(...)` that are not config fields.
+_SPECIAL = ('preset', 'variant')
+
+
+def load_config_module(path: str | pathlib.Path):
+  """The config file as a module (it defines `get_config(arg)` and maybe `sweep`)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise UserError(f'--config: no config file {path}')
+  spec = importlib.util.spec_from_file_location(f'sweep_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def set_value(config: ml_collections.ConfigDict, dotted: str, value) -> None:
+  """`config.<dotted> = value`, with a clear error for a field that does not exist."""
+  *path, last = dotted.split('.')
+  node = config
+  for part in path:
+    if part not in node:
+      raise UserError(f'no config field {dotted!r}')
+    node = node[part]
+  if last not in node:
+    raise UserError(f'no config field {dotted!r}')
+  current = node[last]
+  if isinstance(value, str) and not isinstance(current, str):
+    value = _parse(value, type(current), dotted)
+  node[last] = value
+
+
+def _parse(text: str, kind: type, dotted: str):
+  if kind is bool:
+    if text.lower() in ('true', '1', 'yes'):
+      return True
+    if text.lower() in ('false', '0', 'no'):
+      return False
+    raise UserError(f'--config.{dotted}: expected true or false, got {text!r}')
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError) as e:
+    raise UserError(f'--config.{dotted}: cannot read {text!r} as {kind.__name__}') from e
+  return float(value) if kind is float and isinstance(value, int) else value
+
+
+def expand(module, arg: str) -> list[dict]:
+  """The runs of the config's sweep: one overrides dict per run (none: the config alone)."""
+  runs = []
+  if hasattr(module, 'sweep'):
+    module.sweep(lambda **overrides: runs.append(overrides), arg)
+  return runs or [{}]
+
+
+def label(overrides: dict) -> str:
+  """A workdir name from the overrides, `k=v,k=v`, in filename-safe characters (an
+  ablation's variant names its zeroed weights, which are left out)."""
+  shown = {
+      k: v for k, v in overrides.items() if not ('variant' in overrides and k.startswith('loss.'))
+  }
+  text = ','.join(f'{k}={v}' for k, v in shown.items()) or 'default'
+  return re.sub(r'[^A-Za-z0-9._=,+-]', '_', text)
+
+
+def run_arg(arg: str, overrides: dict) -> str:
+  """The config arg of one run: the sweep's words, with the run's preset if it names one."""
+  words, flags = config_lib.parse_arg(arg)
+  preset = overrides.get('preset')
+  if preset is not None:
+    if preset not in config_lib.PRESETS:
+      raise UserError(f'sweep: unknown preset {preset!r}')
+    flags = (flags - set(config_lib.PRESETS)) | {preset}
+  return ','.join(words + sorted(flags - {'paper'} - set(config_lib.SWEEPS)))
+
+
+def run_config(module, arg: str, base_overrides: dict[str, str],
+               overrides: dict) -> ml_collections.ConfigDict:
+  """The config of one run: `get_config(arg)`, the command line's overrides, the run's."""
+  config = module.get_config(run_arg(arg, overrides))
+  for dotted, text in base_overrides.items():
+    set_value(config, dotted, text)
+  for dotted, value in overrides.items():
+    if dotted not in _SPECIAL:
+      set_value(config, dotted, value)
+  return config
+
+
+def command(config_path: str, arg: str, overrides: dict, base_overrides: dict,
+            workdir: pathlib.Path) -> str:
+  """The `python -m asic_jax.main` line of one run."""
+  spec = config_path + (f':{run_arg(arg, overrides)}' if run_arg(arg, overrides) else '')
+  parts = ['python', '-m', 'asic_jax.main', f'--config={spec}', f'--workdir={workdir}']
+  values = dict(base_overrides, **{k: v for k, v in overrides.items() if k not in _SPECIAL})
+  parts += [f'--config.{k}={v}' for k, v in values.items()]
+  return ' '.join(shlex.quote(p) for p in parts)
+
+
+def _split(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+  """Separates `--config.a.b=v` overrides from the other arguments."""
+  rest, overrides = [], {}
+  for item in argv:
+    match = re.fullmatch(r'--config\.([\w.]+)=(.*)', item)
+    if match:
+      overrides[match.group(1)] = match.group(2)
+    else:
+      rest.append(item)
+  return rest, overrides
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  rest, base_overrides = _split(sys.argv[1:] if argv is None else argv)
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--config', required=True, help='configs/<name>.py[:arg]')
+  parser.add_argument('--root', default='runs', help='the sweep writes ROOT/<config>/<run>/')
+  parser.add_argument('--dry_run', action='store_true', help='list the runs, run nothing')
+  parser.add_argument('--print_commands',
+                      action='store_true',
+                      help='print one command line per run for an external scheduler')
+  args = parser.parse_args(rest)
+  config_path, _, arg = args.config.partition(':')
+  module = load_config_module(config_path)
+  runs = expand(module, arg)
+  words, flags = config_lib.parse_arg(arg)
+  root = pathlib.Path(args.root) / '_'.join([pathlib.Path(config_path).stem] + sorted(flags))
+  plan = []
+  for overrides in runs:
+    workdir = root / label(overrides)
+    config = run_config(module, arg, base_overrides, overrides)  # validates every run first
+    plan.append(
+        dict(workdir=str(workdir),
+             overrides=overrides,
+             config=config,
+             command=command(config_path, arg, overrides, base_overrides, workdir)))
+  if len({p['workdir'] for p in plan}) != len(plan):
+    raise UserError('sweep: two runs map to the same workdir; give them distinct overrides')
+  if args.dry_run or args.print_commands:
+    print(f'{len(plan)} runs under {root}')
+    for p in plan:
+      print(p['command'] if args.print_commands else f"{p['workdir']}  {p['overrides']}")
+    return plan
+  _run_all(plan, root)
+  return plan
+
+
+def _run_all(plan: list[dict], root: pathlib.Path) -> None:
+  import jax  # pylint: disable=import-outside-toplevel
+  from asic_jax import checkpoint, jobs  # pylint: disable=import-outside-toplevel
+  root.mkdir(parents=True, exist_ok=True)
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', str(root / '.jax_cache'))
+  for index, p in enumerate(plan, 1):
+    workdir, config = pathlib.Path(p['workdir']), p['config']
+    done = checkpoint.Checkpointer(
+        workdir, read_only=True).latest_step() if (workdir / 'checkpoints').exists() else None
+    if config.mode == 'train' and done == config.train.num_steps:
+      print(f'[{index}/{len(plan)}] {workdir}: done, skipped', flush=True)
+      continue
+    print(f'[{index}/{len(plan)}] {workdir}', flush=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / 'sweep.json').write_text(
+        json.dumps(dict(overrides=p['overrides'], command=p['command']), indent=2))
+    jobs.run(copy.deepcopy(config), workdir)
+
+
+if __name__ == '__main__':
+  try:
+    main()
+  except BrokenPipeError:  # the listing piped into `head`
+    sys.exit(0)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)

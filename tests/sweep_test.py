@@ -1,0 +1,73 @@
+"""Sweeps: the predefined ones expand to distinct runs; a tiny one runs and aggregates."""
+
+import csv
+import json
+import pathlib
+
+import pytest
+
+from asic_jax.errors import UserError
+from launch import aggregate, sweep
+
+
+@pytest.mark.parametrize('spec,count', [('configs/spair.py', 18),
+                                        ('configs/spair.py:ablation', 18 * 6),
+                                        ('configs/spair.py:presets', 36), ('configs/cub.py', 3),
+                                        ('configs/cub.py:ablation', 18),
+                                        ('configs/cub.py:presets', 6), ('configs/pfwillow.py', 4),
+                                        ('configs/pfwillow.py:ablation', 24),
+                                        ('configs/pfwillow.py:presets,released', 8),
+                                        ('configs/tiny.py', 2)])
+def test_dry_run_lists_distinct_runs(spec, count, tmp_path, capsys):
+  plan = sweep.main([f'--config={spec}', f'--root={tmp_path}', '--dry_run'])
+  assert len(plan) == count and len({p['workdir'] for p in plan}) == count
+  assert capsys.readouterr().out.startswith(f'{count} runs under')
+  assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_ablation_and_presets_configure_each_run(tmp_path):
+  plan = sweep.main(['--config=configs/cub.py:ablation', f'--root={tmp_path}', '--dry_run'])
+  no_recon = [p for p in plan if p['overrides'].get('variant') == 'no_recon']
+  assert len(no_recon) == 3
+  assert all(p['config'].loss.recon == 0 and p['config'].loss.mask == 0 for p in no_recon)
+  assert sorted(p['config'].data.category for p in no_recon) == [1, 2, 3]
+  plan = sweep.main(['--config=configs/pfwillow.py:presets', f'--root={tmp_path}', '--dry_run'])
+  released = [p['config'] for p in plan if p['overrides']['preset'] == 'released']
+  assert all(c.preset == 'released' and c.loss.kp == 30.0 for c in released)
+  commands = sweep.main([
+      '--config=configs/pfwillow.py:presets', f'--root={tmp_path}', '--print_commands',
+      '--config.train.num_steps=7'
+  ])
+  assert "--config=configs/pfwillow.py:released" in commands[1]['command']
+  assert '--config.train.num_steps=7' in commands[1]['command']
+
+
+def test_bad_override_is_a_clear_error(tmp_path):
+  with pytest.raises(UserError, match="no config field 'train.num_stepz'"):
+    sweep.main([
+        '--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run', '--config.train.num_stepz=3'
+    ])
+
+
+def test_tiny_sweep_runs_and_aggregates_into_its_numbers(tmp_path):
+  args = [
+      '--config=configs/tiny.py', f'--root={tmp_path}', '--config.loss.recon=0.0',
+      '--config.optim.eps=0.001', '--config.train.num_steps=4', '--config.checkpoint.every=4',
+      '--config.train.log_every=1'
+  ]
+  plan = sweep.main(args)
+  records = aggregate.main([f'--root={tmp_path}'])
+  assert len(records) == 2
+  table = (tmp_path / 'summary.md').read_text()
+  with (tmp_path / 'summary.csv').open() as f:
+    rows = {row['workdir']: row for row in csv.DictReader(f)}
+  for p in plan:
+    results = json.loads((pathlib.Path(p['workdir']) / 'eval' / 'results.json').read_text())
+    row = rows[p['workdir']]
+    assert float(row['pck@0.10']) == pytest.approx(100 * results['pck']['0.10'])
+    assert float(row['4-cypck@0.10']) == pytest.approx(100 * results['k_cycle']['4']['pck']['0.10'])
+    assert f'{100 * results["pck"]["0.10"]:.1f}' in table
+    assert row['variant'] == f"seed={p['overrides']['seed']}"
+  # A finished run is skipped when the sweep is started again.
+  again = sweep.main(args)
+  assert [p['workdir'] for p in again] == [p['workdir'] for p in plan]
