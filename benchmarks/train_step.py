@@ -26,18 +26,31 @@ RELEASED_CPU_S_PER_STEP = 1.06  # the released code at the `released` shape, 2-c
 
 
 def shape_config(name: str, dtype: str):
+  """The config of a named shape: tiny | released | full, or released with one change:
+  `batch=B`, `img=S` (recon S/2, grid S), or `images=N` (64 px, batch 8; k-NN pairs with
+  k = 10 from N = 100 on)."""
   c = config_lib.base_config('')
   c.dtype = dtype
   c.loss.perceptual_weights = 'random'
+  key, _, value = name.partition('=')
   if name == 'tiny':
     c.data.img_size, c.train.batch_size, c.model.channel_multiplier = 32, 4, 0.125
     c.model.grid_size, c.loss.recon_size, c.parts.num_parts = 32, 16, 4
     c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 6, 32
-  elif name == 'released':
-    c.data.img_size, c.train.batch_size, c.model.grid_size, c.loss.recon_size = 128, 4, 128, 64
-    c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 10, 300
   elif name == 'full':
     c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 20, 300
+  elif name == 'released' or key in ('batch', 'img', 'images'):
+    c.data.img_size, c.train.batch_size, c.model.grid_size, c.loss.recon_size = 128, 4, 128, 64
+    c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 10, 300
+    if key == 'batch':
+      c.train.batch_size = int(value)
+    elif key == 'img':
+      c.data.img_size = c.model.grid_size = int(value)
+      c.loss.recon_size = int(value) // 2
+    elif key == 'images':
+      c.data.img_size, c.model.grid_size, c.loss.recon_size, c.train.batch_size = 64, 64, 32, 8
+      c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = int(value), 64
+      c.pairs.max_per_image = 10 if int(value) >= 100 else 0
   else:
     raise ValueError(f'unknown shape {name!r}')
   return c
@@ -97,15 +110,17 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
 
 COLUMNS = [('shape', 'shape'), ('dtype', 'dtype'), ('batch', 'batch'), ('img', 'px'),
            ('recon', 'recon'), ('grid', 'grid'), ('widths', 'U-Net widths'), ('images', 'N'),
-           ('matches', 'matches/pair'), ('ms_per_step', 'ms/step'), ('steps_per_s', 'steps/s'),
-           ('compile_s', 'compile s'), ('xla_memory_gb', 'XLA memory GB'),
-           ('device_peak_gb', 'device peak GB'), ('peak_rss_gb', 'process peak RSS GB'),
-           ('vs_released_cpu', '÷ released')]
+           ('pairs', 'pairs'), ('matches', 'matches/pair'), ('ms_per_step', 'ms/step'),
+           ('steps_per_s', 'steps/s'), ('compile_s', 'compile s'),
+           ('xla_memory_gb', 'XLA memory GB'), ('device_peak_gb', 'device peak GB'),
+           ('peak_rss_gb', 'process peak RSS GB'), ('vs_released_cpu', '÷ released')]
 
 
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--shapes', default='tiny,released')
+  parser.add_argument('--shapes',
+                      default='tiny,released',
+                      help='comma list: tiny, released, full, batch=B, img=S, images=N')
   parser.add_argument('--dtypes', default='float32')
   parser.add_argument('--steps', type=int, default=10, help='timed steps per shape')
   parser.add_argument('--out', default=None, help='JSON file for the records')

@@ -30,7 +30,7 @@ def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
   name = config.data.name
   if name == 'synthetic':
     return _synthetic(config.data.synthetic.to_json(), config.data.img_size, config.parts.num_parts,
-                      config.seed, config.data.path or None)
+                      config.seed, config.data.path or None, config.pairs.max_per_image)
   if name == 'folder':
     collection = folder.load_folder(config.data.path,
                                     config.data.img_size,
@@ -46,14 +46,16 @@ def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
 
 
 @functools.lru_cache(maxsize=4)
-def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str | None):
+def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str | None,
+               max_per_image: int):
   # Memoised: the same collection is asked for by train, eval and visualize in
   # one process (and by many tests); it is deterministic in its arguments.
   return synthetic.make_synthetic(ml_collections.ConfigDict(json.loads(settings)),
                                   size=size,
                                   num_parts=num_parts,
                                   seed=seed,
-                                  source=source)
+                                  source=source,
+                                  max_per_image=max_per_image)
 
 
 def extract_job(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from asic_jax.correspondences import pairs as pairs_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
 from asic_jax.ops import sampling, tps
@@ -181,7 +182,8 @@ def make_synthetic(config: ml_collections.ConfigDict,
                    size: int,
                    num_parts: int,
                    seed: int,
-                   source: str | pathlib.Path | None = None) -> collection_lib.Collection:
+                   source: str | pathlib.Path | None = None,
+                   max_per_image: int = 0) -> collection_lib.Collection:
   """The synthetic collection `config` (`config.data.synthetic`) describes.
 
   Args:
@@ -191,9 +193,10 @@ def make_synthetic(config: ml_collections.ConfigDict,
     num_parts: part labels 0 ... num_parts - 1 (num_parts is background).
     seed: everything is drawn from this seed.
     source: an image file to warp instead of the procedural source.
+    max_per_image: 0 for every pair, else a k-NN pair graph (`pairs.max_per_image`).
 
   Returns:
-    A `Collection` with images, masks, parts, all pairs with pseudo-matches,
+    A `Collection` with images, masks, parts, pairs with pseudo-matches,
     exact keypoints, visibility, bbox thresholds and every ordered pair for PCK.
   """
   n, k = int(config.num_images), int(config.num_keypoints)
@@ -224,7 +227,11 @@ def make_synthetic(config: ml_collections.ConfigDict,
   visible = inside & _mask_at(masks, keypoints)
   keypoints = np.where(visible[..., None], keypoints, 0.0).astype(np.float32)
 
-  pairs = collection_lib.all_pairs(n)
+  if max_per_image:  # k-NN pair graph on 8 x 8 thumbnails, as for large real collections
+    thumbnails = images.reshape(n, 8, size // 8, 8, size // 8, 3).mean(axis=(2, 4))
+    pairs = pairs_lib.knn_pairs(thumbnails.reshape(n, -1), max_per_image, seed=seed)
+  else:
+    pairs = collection_lib.all_pairs(n)
   matches = _pseudo_matches(k_match, rng, warps, masks, pairs, config, size)
   thresholds = _bbox_sizes(masks)
   return collection_lib.Collection(name='synthetic',
