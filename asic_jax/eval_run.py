@@ -38,7 +38,7 @@ BASELINE_PRESETS = {
 }
 # Settings a later `mode=eval` run takes from its own command line; all else comes from
 # the config saved with the checkpoint (the model must match the weights).
-_EVAL_OVERRIDES = ('mode', 'eval', 'baseline', 'data.root', 'features.cache_dir')
+_EVAL_OVERRIDES = ('mode', 'eval', 'baseline', 'vis', 'edit', 'data.root', 'features.cache_dir')
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
@@ -206,10 +206,16 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   return evaluate_state(trained, state, collection, workdir, step=step)
 
 
-def evaluate_state(config: ml_collections.ConfigDict, state, collection, workdir, *,
-                   step: int) -> dict:
+def evaluate_state(config: ml_collections.ConfigDict,
+                   state,
+                   collection,
+                   workdir,
+                   *,
+                   step: int,
+                   flows: jax.Array | None = None) -> dict:
   """Scores a train state on its collection and writes `eval/results.{json,md}`."""
-  flows = state_lib.collection_flows(config, state, collection.images)
+  if flows is None:
+    flows = state_lib.collection_flows(config, state, collection.images)
   results = score(collection, flow_transfer(flows, collection.masks, config.eval.chunk), config)
   results.update(method='asic',
                  checkpoint_step=int(step),

@@ -1,5 +1,6 @@
 """The train state, the model a config describes, and a fresh state from the seed."""
 
+import functools
 from typing import Any
 
 import flax
@@ -67,6 +68,25 @@ def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
                     bad_term=jnp.full((), -1, jnp.int32))
 
 
+@functools.lru_cache(maxsize=8)
+def _flow_functions(channel_multiplier: float, grid_size: int, dtype: str):
+  """Jitted (one batch, statistics of a chunk, fixed statistics) flow functions of a model:
+  built once per model shape, so figures every few steps do not recompile."""
+  model = Asic(channel_multiplier=channel_multiplier,
+               grid_size=grid_size,
+               dtype=jnp.dtype(dtype),
+               bn_axis_name=None)
+  one_batch = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
+  # From zero running averages, one training-mode call leaves (1 - momentum) x the chunk's
+  # mean and (biased) variance in them.
+  weight = 1.0 - unet.BN_MOMENTUM
+  stats_of = jax.jit(lambda v, x: jax.tree.map(
+      lambda s: s / weight,
+      model.apply(v, x, train=True, mutable=['batch_stats'])[1]['batch_stats']))
+  fixed = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  return one_batch, stats_of, fixed
+
+
 def collection_flows(config: ml_collections.ConfigDict,
                      state: TrainState,
                      images: np.ndarray,
@@ -81,29 +101,22 @@ def collection_flows(config: ml_collections.ConfigDict,
   run with those fixed statistics. The first layer's statistics are then exact; deeper
   layers' are close to the one-batch values, with no memory limit on N.
   """
-  model = make_model(config, bn_axis_name=None)
+  make_model(config)  # validates config.dtype
+  one_batch, stats_of, fixed = _flow_functions(float(config.model.channel_multiplier),
+                                               int(config.model.grid_size), str(config.dtype))
   chunk = chunk or config.eval.bn_chunk
   n = len(images)
   if n <= chunk:
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
-    return apply(variables, jnp.asarray(images))
-  # From zero running averages, one training-mode call leaves (1 - momentum) x the chunk's
-  # mean and (biased) variance in them.
-  zeros = jax.tree.map(jnp.zeros_like, state.batch_stats)
-  weight = 1.0 - unet.BN_MOMENTUM
-  stats_of = jax.jit(lambda x: jax.tree.map(
-      lambda s: s / weight,
-      model.apply(
-          {
-              'params': state.params,
-              'batch_stats': zeros
-          }, x, train=True, mutable=['batch_stats'])[1]['batch_stats']))
+    return one_batch({
+        'params': state.params,
+        'batch_stats': state.batch_stats
+    }, jnp.asarray(images))
+  zeros = {'params': state.params, 'batch_stats': jax.tree.map(jnp.zeros_like, state.batch_stats)}
   starts = range(0, n, chunk)
   sums = None
   for start in starts:
     x = jnp.asarray(images[start:start + chunk])
-    stats = stats_of(x)
+    stats = stats_of(zeros, x)
     # Per layer: sum of size * mean and of size * (var + mean^2), so chunks of any size mix.
     moments = {
         name:
@@ -115,10 +128,8 @@ def collection_flows(config: ml_collections.ConfigDict,
   for name, (first, second) in sums.items():
     mean = first / n
     flat[name] = {'mean': mean, 'var': jnp.maximum(second / n - mean**2, 0.0)}
-  batch_stats = _rebuild(state.batch_stats, flat)
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  variables = {'params': state.params, 'batch_stats': batch_stats}
-  return jnp.concatenate([apply(variables, jnp.asarray(images[s:s + chunk])) for s in starts])
+  variables = {'params': state.params, 'batch_stats': _rebuild(state.batch_stats, flat)}
+  return jnp.concatenate([fixed(variables, jnp.asarray(images[s:s + chunk])) for s in starts])
 
 
 def _bn_layers(stats: Any):

@@ -19,7 +19,10 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from asic_jax import checkpoint, eval_run, objective, optim, parallel
+import tensorboardX
+
+from asic_jax import checkpoint, eval_run, objective, optim, parallel, report, visualize
+from asic_jax import state as state_lib
 from asic_jax.data import loaders
 from asic_jax.errors import NonFiniteError, UserError
 from asic_jax.models import perceptual
@@ -139,6 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   step_fn = dp.wrap(make_step(loss, tx, schedule, config.seed), donate_argnums=(0,))
   begin = time.perf_counter()
   metrics_log = MetricsLog(workdir) if primary else None
+  writer = tensorboardX.SummaryWriter(str(workdir / 'tensorboard')) if primary else None
   num_steps = config.train.num_steps
   start = int(dp.local(state).step)
   metrics = {}
@@ -167,21 +171,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         last_time, last_step = now, step
       if primary:
         metrics_log.write(record)
+        for name, value in record.items():
+          if name != 'step':
+            writer.add_scalar(f'train/{name}', value, step)
       progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
     if step % config.checkpoint.every == 0 or step == num_steps:
       _check_finite(jax.device_get(dp.local(state)), checkpointer)
       checkpointer.save(step, dp.unreplicate(state), config)
+    if config.vis.every and step % config.vis.every == 0 and step < num_steps:
+      _figures(config, dp.local(state), collection, workdir, writer, step)
   progress.close()
   checkpointer.close()
 
   result = {k: float(v) for k, v in jax.device_get(dp.local(metrics)).items()}
+  final = dp.local(state)
+  flows = state_lib.collection_flows(config, final, collection.images)
   if collection.eval_pairs is not None:
     result['eval'] = eval_run.evaluate_state(config,
-                                             dp.local(state),
+                                             final,
                                              collection,
                                              workdir,
-                                             step=num_steps)
+                                             step=num_steps,
+                                             flows=flows)
     log.info('PCK@0.10 %.4f, PCK@0.05 %.4f (%s thresholds, %d pairs); eval/results.json',
              result['eval']['pck']['0.10'], result['eval']['pck']['0.05'],
              collection.threshold_kind, result['eval']['num_pairs'])
+    if primary:
+      for alpha in ('0.10', '0.05'):
+        writer.add_scalar(f'eval/pck@{alpha}', result['eval']['pck'][alpha], num_steps)
+      for k, cycle in result['eval']['k_cycle'].items():
+        writer.add_scalar(f'eval/{k}-cypck@0.10', cycle['pck']['0.10'], num_steps)
+  _figures(config, final, collection, workdir, writer, num_steps, flows=flows)
+  if primary:
+    writer.close()
+    log.info('Report: %s', report.write_report(workdir))
   return result
+
+
+def _figures(config,
+             state,
+             collection,
+             workdir: pathlib.Path,
+             writer,
+             step: int,
+             flows=None) -> None:
+  """Figures of the current state into `WORKDIR/figures/` and TensorBoard (process 0)."""
+  figures = visualize.figures(config, state, collection, flows)
+  if parallel.is_primary():
+    visualize.save(figures, workdir / 'figures')
+    visualize.log_figures(writer, figures, step)

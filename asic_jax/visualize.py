@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import checkpoint, drawing, eval_run, evaluate, optim, report
+from asic_jax import checkpoint, drawing, eval_run, evaluate, optim, parallel, report
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import loaders
@@ -48,7 +48,7 @@ _DISTANCE_BUDGET = 1 << 24  # float32 query-to-pixel distances per chunk (64 MB)
 _GRID_SAMPLES = 4  # images beside the mean image and the grid (paper Fig. 8)
 _TRANSFER_TARGETS = 4  # targets in the keypoint-transfer figure
 _MATCH_LINES = 48  # the most similar pseudo-matches drawn
-_HIGHLIGHT = jnp.asarray([1.0, 0.0, 0.0])  # the source's foreground in dense warps
+_HIGHLIGHT = np.asarray([1.0, 0.0, 0.0], np.float32)  # the source's foreground in dense warps
 
 
 def colour_wheel(coords: jax.Array) -> jax.Array:
@@ -196,13 +196,12 @@ def _grid_figure(grid, view, collection, step) -> tuple[np.ndarray, str]:
   rgb = sampling.resize(jnp.clip((grid[..., :3] + 1.0) / 2.0, 0.0, 1.0), size, size)
   alpha = sampling.resize(jax.nn.sigmoid(grid[..., 3:4]), size, size)[..., 0]
   shown = [_image(images[i]) for i in range(min(_GRID_SAMPLES, len(images)))]
-  return drawing.tile([
-      shown + [_image(images.mean(0)), _image(rgb),
-               drawing.grey(alpha)]
-  ]), (f'The learned canonical grid G{step} (paper Fig. 8): {len(shown)} images of the collection, '
-       f'the mean of all {len(collection)} images, G\'s colour channels (RGB, [-1, 1] shown '
-       f'as [0, 1]) and its foreground probability (sigmoid of the 4th channel, white = 1), '
-       f'{grid.shape[0]} x {grid.shape[1]} shown at {size} x {size}.')
+  figure = drawing.tile([shown + [_image(images.mean(0)), _image(rgb), drawing.grey(alpha)]])
+  return figure, (f'The learned canonical grid G{step} (paper Fig. 8): {len(shown)} images of '
+                  f'the collection, the mean of all {len(collection)} images, G\'s colour '
+                  'channels (RGB, [-1, 1] shown as [0, 1]) and its foreground probability '
+                  f'(sigmoid of the 4th channel, white = 1), {grid.shape[0]} x {grid.shape[1]} '
+                  f'shown at {size} x {size}.')
 
 
 def _keypoint_figure(collection, flows, view, step) -> tuple[np.ndarray, str]:
@@ -216,8 +215,7 @@ def _keypoint_figure(collection, flows, view, step) -> tuple[np.ndarray, str]:
   images = view[0]
   scale = (images.shape[1] - 1) / (collection.size - 1)  # S frame to V frame
   src = int(pairs.src[rows[0]])
-  visible = pairs.visible[rows[0]]
-  ids = np.nonzero(visible)[0]
+  ids = np.nonzero(pairs.visible[rows[0]])[0]
   colours = drawing.PALETTE[ids % len(drawing.PALETTE)]
   tiles = [
       drawing.draw_points(_image(images[src]), pairs.src_points[rows[0]][ids] * scale, colours)
@@ -235,13 +233,13 @@ def _keypoint_figure(collection, flows, view, step) -> tuple[np.ndarray, str]:
                                 [drawing.CORRECT if c else drawing.WRONG for c in correct])
     tiles.append(image)
     scores.append(f'{collection.names[pairs.trg[row]]} {int(correct.sum())}/{len(ids)}')
-  return drawing.tile([
-      tiles
-  ]), (f'Keypoint transfer{step} from {collection.names[src]} (left, ground-truth keypoints in '
-       'their own colours) to the targets on its right: each target shows its ground truth '
-       'as rings and the transferred keypoints as discs, outlined green when within 0.1 of '
-       "that pair's PCK length L ('" + collection.threshold_kind + "'), red (with a line to the "
-       'ground truth) otherwise. Correct@0.10 per target: ' + ', '.join(scores) + '.')
+  caption = (f'Keypoint transfer{step} from {collection.names[src]} (left, ground-truth '
+             'keypoints in their own colours) to the targets on its right: each target shows '
+             'its ground truth as rings and the transferred keypoints as discs, outlined green '
+             "when within 0.1 of that pair's PCK length L ('" + collection.threshold_kind +
+             "'), red (with a line to the ground truth) otherwise. Correct@0.10 per target: " +
+             ', '.join(scores) + '.')
+  return drawing.tile([tiles]), caption
 
 
 def _matches_figure(collection, view) -> tuple[np.ndarray, str] | None:
@@ -394,11 +392,11 @@ def apply_edit(canvas: jax.Array, images: jax.Array, flows: jax.Array,
 
 
 def propagate_edit(config: ml_collections.ConfigDict, collection: collection_lib.Collection,
-                   flows: jax.Array, folder: pathlib.Path) -> tuple[np.ndarray, str]:
-  """Carries `config.edit.image` to every image; writes `folder/<image name>.png`.
+                   flows: jax.Array) -> tuple[np.ndarray, tuple[np.ndarray, str]]:
+  """Carries `config.edit.image` (painted where `config.edit.on` says) to every image.
 
   Returns:
-    The 'edit_propagation' figure and its caption.
+    (the edited images `[N, S, S, 3]` uint8, the 'edit_propagation' figure and caption).
   """
   edit = load_edit(config.edit.image)
   on = edit_index(str(config.edit.on), collection.names)
@@ -407,9 +405,6 @@ def propagate_edit(config: ml_collections.ConfigDict, collection: collection_lib
       None else collection.masks)
   canvas = edit_canvas(jnp.asarray(edit), jnp.asarray(flows), masks, on)
   edited = np.asarray(apply_edit(canvas, jnp.asarray(collection.images), jnp.asarray(flows), masks))
-  folder.mkdir(parents=True, exist_ok=True)
-  for name, image in zip(collection.names, edited):
-    drawing.write_png(folder / f'{name}.png', _image(image))
   size = config.vis.size
   over_white = lambda rgba: _image(  # premultiplied RGBA over white, at V
       sampling.resize(rgba[..., :3] + 1.0 - rgba[..., 3:], size, size))
@@ -419,10 +414,11 @@ def propagate_edit(config: ml_collections.ConfigDict, collection: collection_lib
   where = 'the canonical square' if on is None else f'image {collection.names[on]}'
   figure = drawing.tile([[over_white(jnp.asarray(premultiplied)),
                           over_white(canvas)] + [_image(x) for x in small]])
-  return figure, (f'Edit propagation: the edit ({pathlib.Path(config.edit.image).name}, painted '
-                  f'on {where}; left, over white), the edit in canonical space (second), and '
-                  f'the first {shown} images with the edit carried to them through canonical '
-                  f'space and composited over their foreground. Every image: edits/<name>.png.')
+  return _image(edited), (
+      figure, f'Edit propagation: the edit ({pathlib.Path(config.edit.image).name}, painted '
+      f'on {where}; left, over white), the edit in canonical space (second), and '
+      f'the first {shown} images with the edit carried to them through canonical '
+      f'space and composited over their foreground. Every image: edits/<name>.png.')
 
 
 def save(figures: Figures, folder: str | pathlib.Path) -> None:
@@ -457,20 +453,25 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   if step is None:
     raise UserError(f'no checkpoint in {checkpointer.directory}; train first '
                     '(--config.mode=train)')
-  trained = eval_run.training_config(config, checkpointer, step)
-  for section in ('vis', 'edit'):  # what to draw comes from this command line
-    trained[section] = ml_collections.ConfigDict(config[section].to_dict())
+  trained = eval_run.training_config(config, checkpointer, step)  # with this vis and edit
   collection = loaders.load(trained)
   template = state_lib.init_state(trained, optim.make_optimizer(trained), collection.size)
   step, state = checkpointer.restore(template, step)
   flows = state_lib.collection_flows(trained, state, collection.images)
   found = figures(trained, state, collection, flows)
+  edited = None
   if trained.edit.image:
-    found['edit_propagation'] = propagate_edit(trained, collection, flows, workdir / 'edits')
+    edited, found['edit_propagation'] = propagate_edit(trained, collection, flows)
+  summary = dict(step=int(step),
+                 figures=sorted(found),
+                 edits=0 if edited is None else len(edited),
+                 report=str(workdir / 'report' / 'index.html'))
+  if not parallel.is_primary():  # one process writes, as for every other output
+    return summary
+  if edited is not None:
+    for name, image in zip(collection.names, edited):
+      drawing.write_png(workdir / 'edits' / f'{name}.png', image)
   save(found, workdir / 'figures')
   index = report.write_report(workdir)
   log.info('Figures of step %d in %s; report %s', step, workdir / 'figures', index)
-  return dict(step=int(step),
-              figures=sorted(found),
-              edits=len(collection) if trained.edit.image else 0,
-              report=str(index))
+  return summary

@@ -81,11 +81,11 @@ def test_tiny_vit_loads_through_the_hub_loading_path(tiny_vit, monkeypatch):
   arch, params = dino.load_vit(str(tiny_vit))
   assert (arch.num_layers, arch.num_heads, arch.patch_size, arch.position_grid) == (12, 6, 8, 28)
   facets, centers, saliency, cls = dino.extract_layers(params,
-                                                  np.zeros((1, SIZE, SIZE, 3), np.float32),
-                                                  arch,
-                                                  layers=(9, 11),
-                                                  stride=4,
-                                                  saliency=True)
+                                                       np.zeros((1, SIZE, SIZE, 3), np.float32),
+                                                       arch,
+                                                       layers=(9, 11),
+                                                       stride=4,
+                                                       saliency=True)
   single = dino.extract(params, np.zeros((1, SIZE, SIZE, 3), np.float32), arch, layer=9, stride=4)
   np.testing.assert_allclose(facets[9], single.descriptors, rtol=1e-5, atol=1e-6)
   assert facets[11].shape == (1, 7, 7, 24) and saliency.shape == (1, 7, 7)

@@ -48,17 +48,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     ('configs/cub.py:7', '--config: CUB class must be one of 1, 2, 3'),
 ])
 def test_bad_config_arg_is_one_line(tmp_path, spec, message):
-  result = subprocess.run([sys.executable, '-m', 'asic_jax.main', f'--config={spec}',
-                           f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+  result = subprocess.run(
+      [sys.executable, '-m', 'asic_jax.main', f'--config={spec}', f'--workdir={tmp_path}'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300)
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   assert result.stderr.startswith(f'error: {message}')
 
 
 def test_missing_dataset_names_the_path(tmp_path):
-  result = subprocess.run([sys.executable, '-m', 'asic_jax.main', '--config=configs/spair.py',
-                           f'--workdir={tmp_path}', f'--config.data.root={tmp_path / "none"}'],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  result = subprocess.run([
+      sys.executable, '-m', 'asic_jax.main', '--config=configs/spair.py', f'--workdir={tmp_path}',
+      f'--config.data.root={tmp_path / "none"}'
+  ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   assert f'SPair-71k not found: expected {tmp_path / "none" / "SPair-71k"}' in result.stderr
   assert 'cvlab.postech.ac.kr' in result.stderr
@@ -73,3 +81,11 @@ def test_missing_config_file_is_one_line(tmp_path):
       timeout=300)
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   assert "error: cannot load --config=configs/nope.py" in result.stderr
+
+
+def test_readme_run_writes_figures_tensorboard_and_report(tiny_run):
+  figures = {p.stem for p in (tiny_run / 'figures').glob('*.png')}
+  assert {'colour_wheel', 'colour_maps', 'dense_warps', 'canonical_grid', 'keypoint_transfer',
+          'pseudo_matches', 'parts_and_masks'} <= figures
+  assert list((tiny_run / 'tensorboard').glob('events.out.tfevents.*'))
+  assert (tiny_run / 'report' / 'index.html').is_file()

@@ -47,8 +47,9 @@ def splat(points: jax.Array,
     tap_weight.append(w * weights)
   index = jnp.concatenate(index)
   tap_weight = jnp.concatenate(tap_weight)
-  accumulated = jnp.zeros((height * width, values.shape[-1]), jnp.float32).at[index].add(
-      jnp.tile(values, (4, 1)) * tap_weight[:, None], mode='drop')
+  accumulated = jnp.zeros((height * width, values.shape[-1]),
+                          jnp.float32).at[index].add(jnp.tile(values, (4, 1)) * tap_weight[:, None],
+                                                     mode='drop')
   weight = jnp.zeros((height * width,), jnp.float32).at[index].add(tap_weight, mode='drop')
   return accumulated.reshape(height, width, -1), weight.reshape(height, width)
 

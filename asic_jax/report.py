@@ -1,0 +1,183 @@
+"""One static HTML report per run: `WORKDIR/report/index.html`.
+
+Built from what the workdir holds, whatever produced it: `config.json`, `metrics.jsonl`,
+`eval/results.json` and `eval/baseline.json`, the figures in `figures/` (with their
+`captions.json`) and the edits in `edits/`. Any of them may be missing; the page says so.
+The page has no script, no external style sheet or font and only relative links, so it
+opens from disk and survives moving the workdir. Its own plots (the PCK and loss curves)
+are drawn into `report/`; the figures are linked where they are (`../figures/x.png`).
+PCK values are printed as the evaluation's Markdown tables print them: 100 x, one decimal.
+"""
+
+import html
+import json
+import pathlib
+import urllib.parse
+
+from asic_jax import drawing, evaluate
+
+# Figures in reading order (paper §4.1-4.2, appendix B); others follow by name.
+ORDER = ('colour_wheel', 'colour_maps', 'dense_warps', 'canonical_grid', 'keypoint_transfer',
+         'pseudo_matches', 'parts_and_masks', 'edit_propagation')
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #444; max-width: 900px; }
+.gallery img { width: 128px; margin: 2px; image-rendering: pixelated; }
+pre { background: #f6f6f6; padding: 1em; font-size: 0.8em; overflow-x: auto; }
+"""
+
+
+def _read_json(path: pathlib.Path) -> dict | None:
+  return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _read_records(path: pathlib.Path) -> list[dict]:
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _href(path: str) -> str:
+  return html.escape(urllib.parse.quote(path), quote=True)
+
+
+def percent(value: float) -> str:
+  """A PCK fraction as the evaluation's tables print it: '36.9'."""
+  return f'{100 * value:.1f}'
+
+
+def _metrics_table(results: dict) -> str:
+  alphas = [f'{a:.2f}' for a in evaluate.ALPHAS]
+  rows = [('PCK (pooled over keypoints)', results.get('pck')),
+          ('PCK (averaged per pair)', results.get('pck_per_pair'))]
+  rows += [(c['metric'], c['pck']) for c in results.get('k_cycle', {}).values()]
+  head = ''.join(f'<th>α={a}</th>' for a in alphas)
+  body = ''.join(f'<tr><td>{html.escape(name)}</td>' + ''.join(f'<td>{percent(curve[a])}</td>'
+                                                               for a in alphas) + '</tr>'
+                 for name, curve in rows
+                 if curve)
+  return f'<table><tr><th>metric (%)</th>{head}</tr>{body}</table>'
+
+
+def _method_section(title: str, results: dict) -> str:
+  facts = []
+  if 'protocol' in results:
+    facts.append(f'Protocol: {results["protocol"]}.')
+    facts.append(f'{results["num_pairs"]} pairs, {results["num_keypoints"]} keypoints.')
+  else:
+    facts.append('No ground-truth keypoints: the cycle rows are the fraction of foreground '
+                 'points that come back within α·S of where they started.')
+  for key, label in (('checkpoint_step', 'checkpoint step'), ('config_hash', 'config hash'),
+                     ('preset', 'preset')):
+    if key in results:
+      facts.append(f'{label}: {results[key]}.')
+  if 'baseline' in results:
+    facts.append('settings: ' +
+                 ', '.join(f'{k}={v}' for k, v in sorted(results['baseline'].items())) + '.')
+  return (f'<h3>{html.escape(title)}</h3><p>{html.escape(" ".join(facts))}</p>' +
+          _metrics_table(results))
+
+
+def _figure(src: str, caption: str) -> str:
+  return (f'<figure><a href="{_href(src)}"><img src="{_href(src)}" alt="{html.escape(caption)}">'
+          f'</a><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _curves(workdir: pathlib.Path, folder: pathlib.Path, results, baseline) -> list[str]:
+  """The PCK and loss plots, drawn into `folder`; their HTML."""
+  parts = []
+  plot = drawing.pck_plot(results, baseline)
+  if plot is not None:
+    drawing.write_png(folder / 'pck_curves.png', plot)
+    parts.append(
+        _figure(
+            'pck_curves.png', 'PCK@α of keypoint transfer over image pairs and k-CyPCK '
+            '(k-cycles), for α = 0.01 … 0.10: ASIC solid' +
+            (', DINO+NN dashed.' if baseline else ' (no DINO+NN baseline in eval/).')))
+  records = _read_records(workdir / 'metrics.jsonl')
+  plot = drawing.loss_plot(records)
+  if plot is not None:
+    drawing.write_png(folder / 'loss_curves.png', plot)
+    parts.append(
+        _figure(
+            'loss_curves.png', 'Training curves from metrics.jsonl: each weighted loss term, '
+            'their total, the learning rate and the gradient norm, against the step.'))
+  else:
+    parts.append('<p>No training curves (no metrics.jsonl).</p>')
+  return parts
+
+
+def _figures(workdir: pathlib.Path) -> list[str]:
+  captions = _read_json(workdir / 'figures' / 'captions.json') or {}
+  names = [n for n in ORDER if n in captions] + sorted(set(captions) - set(ORDER))
+  names = [n for n in names if (workdir / 'figures' / f'{n}.png').is_file()]
+  if not names:
+    return ['<p>No figures yet: run <code>--config.mode=visualize</code>.</p>']
+  return [_figure(f'../figures/{name}.png', captions[name]) for name in names]
+
+
+def _edits(workdir: pathlib.Path) -> list[str]:
+  files = sorted((workdir / 'edits').glob('*.png'))
+  if not files:
+    return []
+  links = ''.join(
+      f'<a href="{_href("../edits/" + f.name)}"><img src="{_href("../edits/" + f.name)}"'
+      f' alt="{html.escape(f.stem)}" title="{html.escape(f.stem)}"></a>' for f in files)
+  return [
+      '<h2>Edits</h2>', f'<p>The edit carried to each of the {len(files)} images '
+      '(edits/&lt;image name&gt;.png).</p>', f'<div class="gallery">{links}</div>'
+  ]
+
+
+def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
+  """Writes `workdir/report/index.html` (and its plots) from the workdir; returns its path."""
+  workdir = pathlib.Path(workdir)
+  folder = workdir / 'report'
+  folder.mkdir(parents=True, exist_ok=True)
+  config = _read_json(workdir / 'config.json')
+  results = _read_json(workdir / 'eval' / 'results.json')
+  baseline = _read_json(workdir / 'eval' / 'baseline.json')
+
+  parts = [f'<h1>ASIC run {html.escape(workdir.absolute().name)}</h1>']
+  if config:
+    data = config.get('data', {})
+    name = ' '.join(str(v) for v in (data.get('name'), data.get('path')) if v)
+    parts.append(f'<p>Collection: {html.escape(name)} at {data.get("img_size")} px; '
+                 f'preset {html.escape(str(config.get("preset")))}; '
+                 f'{config.get("train", {}).get("num_steps")} steps.</p>')
+  parts.append('<h2>Metrics</h2>')
+  if results and 'pck' not in results:
+    parts.append('<p>This collection has no ground-truth keypoints: no PCK.</p>')
+  if results:
+    parts.append(_method_section('ASIC', results))
+  else:
+    parts.append('<p>No metrics table: this run has no eval/results.json (its collection has '
+                 'no ground-truth keypoints, or it was not evaluated: '
+                 '<code>--config.mode=eval</code>).</p>')
+  if baseline:
+    parts.append(_method_section('DINO+NN baseline', baseline))
+  parts.append('<h2>Curves</h2>')
+  parts += _curves(workdir, folder, results, baseline)
+  parts.append('<h2>Figures</h2>')
+  parts += _figures(workdir)
+  parts += _edits(workdir)
+  files = [
+      p for p in ('config.json', 'metrics.jsonl', 'eval/results.md', 'eval/results.json',
+                  'eval/baseline.md', 'eval/baseline.json') if (workdir / p).is_file()
+  ]
+  if files:
+    parts.append('<h2>Files</h2><ul>' + ''.join(
+        f'<li><a href="{_href("../" + p)}">{html.escape(p)}</a></li>' for p in files) + '</ul>')
+  if config:
+    parts.append('<h2>Config</h2><pre>' + html.escape(json.dumps(config, indent=2)) + '</pre>')
+  page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+          f'<title>ASIC run {html.escape(workdir.absolute().name)}</title>'
+          f'<style>{_STYLE}</style></head><body>\n' + '\n'.join(parts) + '\n</body></html>\n')
+  index = folder / 'index.html'
+  index.write_text(page, encoding='utf-8')
+  return index

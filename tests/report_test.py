@@ -1,0 +1,120 @@
+"""The HTML report: every link resolves inside the workdir, it prints the numbers of
+`eval/*.json`, and it builds for runs without keypoints or figures."""
+
+import html
+import html.parser
+import json
+import pathlib
+import shutil
+import urllib.parse
+
+import numpy as np
+
+from asic_jax import evaluate, report, visualize
+
+
+class _Page(html.parser.HTMLParser):
+  """Collects every link and image source, and the cells of each table."""
+
+  def __init__(self):
+    super().__init__()
+    self.links, self.tables, self._cell = [], [], None
+
+  def handle_starttag(self, tag, attrs):
+    attrs = dict(attrs)
+    for key in ('href', 'src'):
+      if key in attrs:
+        self.links.append(attrs[key])
+    if tag == 'table':
+      self.tables.append([])
+    if tag == 'td':
+      self._cell = ''
+
+  def handle_data(self, data):
+    if self._cell is not None:
+      self._cell += data
+
+  def handle_endtag(self, tag):
+    if tag == 'td':
+      self.tables[-1].append(self._cell)
+      self._cell = None
+
+
+def _parse(index: pathlib.Path) -> _Page:
+  page = _Page()
+  page.feed(index.read_text(encoding='utf-8'))
+  return page
+
+
+def _assert_links_resolve(index: pathlib.Path, page: _Page) -> None:
+  workdir = index.parent.parent.resolve()
+  for link in page.links:
+    parsed = urllib.parse.urlsplit(link)
+    assert not parsed.scheme and not parsed.netloc and not link.startswith('/'), link
+    target = (index.parent / urllib.parse.unquote(parsed.path)).resolve()
+    assert target.is_file(), link
+    assert workdir in target.parents, link  # nothing outside the workdir
+
+
+def _pck_values(results: dict) -> list[float]:
+  curves = [results.get('pck'), results.get('pck_per_pair')]
+  curves += [c['pck'] for c in results['k_cycle'].values()]
+  return [value for curve in curves if curve for value in curve.values()]
+
+
+def test_report_links_resolve_and_hold_the_printed_numbers(tiny_run, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  results = json.loads((workdir / 'eval' / 'results.json').read_text())
+  baseline = dict(results, method='dino_nn', baseline=dict(preset='dvd', layer=9))
+  baseline['pck'] = {a: v / 2 for a, v in results['pck'].items()}
+  (workdir / 'eval' / 'baseline.json').write_text(json.dumps(baseline))
+  image = np.zeros((4, 6, 3), np.uint8)
+  visualize.save({
+      'colour_maps': (image, 'maps'),
+      'my figure': (image, 'a <b> & c')
+  }, workdir / 'figures')
+  (workdir / 'edits').mkdir()
+  visualize.save({'synthetic_000': (image, '')}, workdir / 'edits')
+
+  index = report.write_report(workdir)
+  assert index == workdir / 'report' / 'index.html'
+  page = _parse(index)
+  _assert_links_resolve(index, page)
+  sources = set(page.links)
+  for expected in ('../figures/colour_maps.png', '../figures/my%20figure.png',
+                   '../edits/synthetic_000.png', 'pck_curves.png', 'loss_curves.png'):
+    assert expected in sources, expected
+  text = index.read_text(encoding='utf-8')
+  assert 'a &lt;b&gt; &amp; c' in text and '&quot;num_steps&quot;: 20' in text
+  asic_cells, baseline_cells = page.tables
+  for value in _pck_values(results):
+    assert report.percent(value) in asic_cells
+  for value in _pck_values(baseline):
+    assert report.percent(value) in baseline_cells
+  assert html.escape(results['protocol']) in text
+
+
+def test_report_of_a_run_without_keypoints_or_figures(tmp_path):
+  (tmp_path / 'config.json').write_text(json.dumps({'data': {'name': 'folder', 'img_size': 64}}))
+  records = [dict(step=s, total=1.0 / s, kp=0.5 / s, lr=1e-3) for s in (5, 10, 15)]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  index = report.write_report(tmp_path)
+  page = _parse(index)
+  _assert_links_resolve(index, page)
+  text = index.read_text(encoding='utf-8')
+  assert 'No metrics table' in text and 'No figures yet' in text and not page.tables
+  assert (tmp_path / 'report' / 'loss_curves.png').is_file()
+  assert not (tmp_path / 'report' / 'pck_curves.png').exists()
+
+  # An evaluation without keypoints holds cycle self-consistency only.
+  cycle = {f'{a:.2f}': 0.5 + a for a in np.arange(1, 11) / 100}
+  results = dict(collection='folder',
+                 k_cycle={'2': dict(pck=cycle, metric='2-cycle self-consistency (alpha * S)')})
+  (tmp_path / 'eval').mkdir()
+  (tmp_path / 'eval' / 'results.json').write_text(json.dumps(results))
+  page = _parse(report.write_report(tmp_path))
+  _assert_links_resolve(index, page)
+  assert 'no ground-truth keypoints' in index.read_text(encoding='utf-8')
+  assert page.tables[0][1:] == [report.percent(cycle[f'{a:.2f}']) for a in evaluate.ALPHAS]
+  assert (tmp_path / 'report' / 'pck_curves.png').is_file()
