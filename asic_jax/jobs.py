@@ -9,16 +9,16 @@ from asic_jax.errors import UserError
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
   """Runs the job `config.mode` names in `workdir`; returns what that job returns."""
-  # Imported here: `extract` needs no model code, `train` none of the figures, and the
-  # command line's error messages should not wait for JAX to load.
+  # Imported here, so that the command line's errors do not wait for JAX to load.
   # pylint: disable=import-outside-toplevel
-  from asic_jax import eval_run, train
+  from asic_jax import eval_run, train, visualize
   from asic_jax.data import loaders
   jobs = {
       'train': train.train_and_evaluate,
       'extract': loaders.extract_job,
       'eval': eval_run.evaluate_run,
-      'baseline': eval_run.baseline_run
+      'baseline': eval_run.baseline_run,
+      'visualize': visualize.visualize_run,
   }
   if config.mode not in jobs:
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from asic_jax import objective
-from conftest import ROOT
+from asic_jax.errors import UserError
+from conftest import ROOT, load_config
 
 
 def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
@@ -89,3 +90,10 @@ def test_readme_run_writes_figures_tensorboard_and_report(tiny_run):
           'pseudo_matches', 'parts_and_masks'} <= figures
   assert list((tiny_run / 'tensorboard').glob('events.out.tfevents.*'))
   assert (tiny_run / 'report' / 'index.html').is_file()
+
+
+def test_every_mode_is_dispatched():
+  from asic_jax import jobs  # pylint: disable=import-outside-toplevel
+  config = load_config('tiny', mode='nonsense')
+  with pytest.raises(UserError, match=r"\['baseline', 'eval', 'extract', 'train', 'visualize'\]"):
+    jobs.run(config, '/tmp/unused')
