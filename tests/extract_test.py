@@ -224,3 +224,11 @@ def test_folder_extracts_trains_and_checkpoints(tiny_vit, photo_folder, tmp_path
     warnings.simplefilter('ignore')
     train.train_and_evaluate(config, tmp_path / 'run')
   assert checkpoint.Checkpointer(tmp_path / 'run', read_only=True).all_steps() == [2]
+
+
+def test_knn_pair_graph_through_extraction(tiny_vit, photo_folder, tmp_path):
+  config = _config(tiny_vit, photo_folder, tmp_path / 'cache', **{'pairs.max_per_image': 2})
+  collection = loaders.load(config)
+  assert len(collection.pairs) <= 8 * 2  # N k, not N (N - 1) / 2 = 28
+  # Pairs without matches are dropped, so degrees can fall below k only for those.
+  assert np.bincount(collection.pairs.ravel(), minlength=8).max() >= 2

@@ -83,6 +83,8 @@ def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
               num_parts=config.parts.num_parts,
               max_matches=f.max_matches,
               seed=config.seed,
+              max_per_image=config.pairs.max_per_image,
+              random_per_image=config.pairs.random_per_image,
               import_released=str(f.import_released))
 
 
