@@ -126,6 +126,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.data.name = 'synthetic'
   c.data.path = ''  # a folder of images (folder datasets) or a source image (synthetic)
   c.data.mask_dir = ''  # folder datasets: masks with the images' file stems (else DINO's)
+  c.data.keypoints = ''  # folder datasets: a keypoint JSON; '' = keypoints.json beside them
   c.data.root = './data'  # where the benchmark datasets live
   c.data.img_size = 256
   c.data.synthetic = ml_collections.ConfigDict()
@@ -208,3 +209,57 @@ def apply_released(c: ml_collections.ConfigDict) -> None:
   c.loss.parts = 10.0
   c.loss.perceptual = 'vgg_ssl'
   c.parts.num_parts = 4
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Checks values whose mistakes would otherwise surface deep inside a compiled step.
+
+  Raises:
+    UserError: naming the first bad field.
+  """
+  from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+
+  def need(ok: bool, field: str, what: str) -> None:
+    if not ok:
+      value = c
+      for part in field.split('.'):
+        value = value[part]
+      raise UserError(f'config.{field} must be {what}, got {value!r}')
+
+  need(c.parallel in ('shard_map', 'pmap'), 'parallel', "'shard_map' or 'pmap'")
+  need(c.dtype in ('float32', 'bfloat16'), 'dtype', "'float32' or 'bfloat16'")
+  need(c.train.num_steps >= 0, 'train.num_steps', '>= 0')
+  need(c.train.batch_size >= 2 and c.train.batch_size % 2 == 0, 'train.batch_size',
+       'an even number >= 2 (images; pairs = half)')
+  need(c.train.log_every >= 1, 'train.log_every', '>= 1')
+  need(c.checkpoint.every >= 1, 'checkpoint.every', '>= 1')
+  need(c.checkpoint.keep >= 1, 'checkpoint.keep', '>= 1')
+  need(c.optim.schedule in ('constant', 'cosine_restarts'), 'optim.schedule',
+       "'constant' or 'cosine_restarts'")
+  need(c.optim.period > 0, 'optim.period', '> 0')
+  need(c.optim.period_mult >= 1, 'optim.period_mult', '>= 1')
+  need(c.loss.form in ('paper', 'released'), 'loss.form', "'paper' or 'released'")
+  need(c.loss.perceptual in ('lpips', 'vgg_ssl'), 'loss.perceptual', "'lpips' or 'vgg_ssl'")
+  for term in ('kp', 'equi', 'tv', 'recon', 'mask', 'parts'):
+    need(c.loss[term] >= 0, f'loss.{term}', '>= 0')
+  need(c.loss.kp_temperature > 0, 'loss.kp_temperature', '> 0')
+  need(c.data.img_size >= 16 and c.data.img_size % 16 == 0, 'data.img_size',
+       'a multiple of 16 (the U-Net pools 4 times)')
+  need(c.loss.recon_size >= 1 and c.data.img_size % c.loss.recon_size == 0, 'loss.recon_size',
+       'a divisor of data.img_size')
+  need(0.0 <= c.augment.tps_scale < 0.5, 'augment.tps_scale', 'in [0, 0.5)')
+  for name in ('jitter_prob', 'gray_prob', 'blur_prob', 'solarize_prob'):
+    need(0.0 <= c.augment[name] <= 1.0, f'augment.{name}', 'a probability in [0, 1]')
+  need(c.augment.hue <= 0.5, 'augment.hue', '<= 0.5')
+  need(c.model.channel_multiplier > 0, 'model.channel_multiplier', '> 0')
+  need(c.model.grid_size >= 2, 'model.grid_size', '>= 2')
+  need(c.parts.num_parts >= 1, 'parts.num_parts', '>= 1')
+  need(c.pairs.max_per_image >= 0, 'pairs.max_per_image', '>= 0')
+  need(c.features.stride >= 1, 'features.stride', '>= 1')
+  need(c.eval.threshold in ('', 'bbox', 'img', 'kp_bbox'), 'eval.threshold',
+       "'' (the dataset's protocol), 'bbox', 'img' or 'kp_bbox'")
+  need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
+  need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
+  need(c.vis.every >= 0, 'vis.every', '>= 0')
+  if c.data.name == 'synthetic':
+    need(c.data.synthetic.num_images >= 2, 'data.synthetic.num_images', '>= 2')

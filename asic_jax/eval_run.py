@@ -21,6 +21,7 @@ import numpy as np
 
 from asic_jax import checkpoint, evaluate, optim, parallel
 from asic_jax import state as state_lib
+from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import loaders
 from asic_jax.errors import UserError
@@ -41,16 +42,24 @@ BASELINE_PRESETS = {
 _EVAL_OVERRIDES = ('mode', 'eval', 'baseline', 'vis', 'edit', 'data.root', 'features.cache_dir')
 
 
+def _parent(tree, dotted: str):
+  """(the mapping holding `dotted`'s last part, that part); None when a level is missing."""
+  *path, last = dotted.split('.')
+  for part in path:
+    if part not in tree:
+      return None, last
+    tree = tree[part]
+  return tree, last
+
+
 def config_hash(config: ml_collections.ConfigDict) -> str:
   """A short hash identifying a training run: its config without the settings an
   evaluation may change (`_EVAL_OVERRIDES`), as JSON with sorted keys."""
   settings = json.loads(config.to_json())
   for dotted in _EVAL_OVERRIDES:
-    *path, last = dotted.split('.')
-    node = settings
-    for part in path:
-      node = node.get(part, {})
-    node.pop(last, None)
+    node, last = _parent(settings, dotted)
+    if node is not None:
+      node.pop(last, None)
   text = json.dumps(settings, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -183,26 +192,39 @@ def training_config(cli: ml_collections.ConfigDict, checkpointer: checkpoint.Che
   """The config saved with the checkpoint, with the command line's evaluation settings."""
   config = checkpointer.restore_config(step)
   for dotted in _EVAL_OVERRIDES:
-    *path, last = dotted.split('.')
-    src, dst = cli, config
-    for part in path:
-      src, dst = src[part], dst[part]
-    if last in src:
+    src, last = _parent(cli, dotted)
+    dst, _ = _parent(config, dotted)
+    if src is not None and dst is not None and last in src:
       dst[last] = src[last]
   return config
 
 
-def evaluate_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """`config.mode='eval'`: ASIC from the latest (or `eval.step`) checkpoint in `workdir`."""
+def restore_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+  """The trained run in `workdir` at `config.eval.step` (0: the latest checkpoint).
+
+  Returns:
+    `(trained config, collection, train state, step)`: the config saved with the
+    checkpoint with this command line's evaluation settings (`training_config`).
+  """
   checkpointer = checkpoint.Checkpointer(workdir, read_only=True)
-  step = config.eval.step or checkpointer.latest_step()
-  if step is None:
+  saved = checkpointer.all_steps()
+  if not saved:
     raise UserError(f'no checkpoint in {checkpointer.directory}; train first '
                     '(--config.mode=train)')
+  step = config.eval.step or max(saved)
+  if step not in saved:
+    raise UserError(f'config.eval.step={step}: no such checkpoint in {checkpointer.directory}; '
+                    f'saved steps: {", ".join(map(str, sorted(saved)))}')
   trained = training_config(config, checkpointer, step)
   collection = loaders.load(trained)
   template = state_lib.init_state(trained, optim.make_optimizer(trained), collection.size)
   step, state = checkpointer.restore(template, step)
+  return trained, collection, state, step
+
+
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """`config.mode='eval'`: ASIC from the latest (or `eval.step`) checkpoint in `workdir`."""
+  trained, collection, state, step = restore_run(config, workdir)
   return evaluate_state(trained, state, collection, workdir, step=step)
 
 
@@ -233,9 +255,12 @@ def baseline_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
                     f'got {b.preset!r}')
   settings = dict(BASELINE_PRESETS[b.preset])
   settings.update({k: b[k] for k in settings if b.get(k) not in (None, -1, '')})
-  collection = loaders.load(config)
+  collection = loaders.load_collection(config)  # no pseudo-matches: DINO+NN needs none
   size = settings['img_size'] or collection.size
-  arch, params = dino.load_vit(config.features.model)
+  arch, params = extract.load_model(config)
+  if (size - arch.patch_size) % settings['stride']:
+    raise UserError(f'baseline: image size {size} minus the patch size {arch.patch_size} '
+                    f"must divide by the stride {settings['stride']}")
   images = jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(collection.images))
   descriptors = []
   for start in range(0, len(images), config.features.batch_size):

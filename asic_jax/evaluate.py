@@ -44,7 +44,10 @@ def nearest_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array
   height, width = flow.shape[:2]
   distance = jnp.sum(jnp.square(flow.reshape(1, -1, 2) - canonical[:, None, :]), axis=-1)
   if mask is not None:
-    distance = jnp.where(mask.reshape(1, -1) >= MASK_THRESHOLD, distance, jnp.inf)
+    # A target whose mask is empty everywhere is searched whole, rather than every point
+    # landing on pixel (0, 0).
+    allowed = mask.reshape(1, -1) >= MASK_THRESHOLD
+    distance = jnp.where(allowed | ~jnp.any(allowed), distance, jnp.inf)
   index = jnp.argmin(distance, axis=1).astype(jnp.int32)
   return jnp.stack([index % width, index // width], axis=-1)
 
@@ -237,7 +240,8 @@ def nearest_patches(descriptors: jax.Array,
   def one(args):
     s, t, p = args
     patch = jnp.argmin(jnp.sum(jnp.square(p[:, None] - flat_centers[None]), -1), axis=1)
-    similarity = flat[s][patch] @ flat[t].T  # [K, h * w]
+    similarity = jnp.matmul(flat[s][patch], flat[t].T,
+                            precision=jax.lax.Precision.HIGHEST)  # [K, h * w], no TF32
     return flat_centers[jnp.argmax(similarity, axis=1)]
 
   return jax.lax.map(one, (src, trg, points), batch_size=chunk)

@@ -4,6 +4,7 @@ import pathlib
 
 import ml_collections
 
+from asic_jax import config_lib
 from asic_jax.errors import UserError
 
 
@@ -22,4 +23,5 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
   }
   if config.mode not in jobs:
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
+  config_lib.validate(config)
   return jobs[config.mode](config, workdir)

@@ -85,25 +85,16 @@ class Objective:
     parts = data['parts'][batch['index']]
 
     def forward(x, stats):
-      flow, updates = self.model.apply({
-          'params': params,
-          'batch_stats': stats
-      },
-                                       x,
-                                       train=True,
-                                       mutable=['batch_stats'])
+      variables = {'params': params, 'batch_stats': stats}
+      flow, updates = self.model.apply(variables, x, train=True, mutable=['batch_stats'])
       return flow, updates['batch_stats']
 
     if loss_cfg.equi:
-      warp = jax.vmap(
-          lambda k: jax.tree.map(lambda t: t[0], tps.random_tps(k, 1, scale=aug.tps_scale)))(
-              batch['tps_keys'])
-      params_t = jax.vmap(lambda k: jax.tree.map(
-          lambda t: t[0],
-          augment.draw_jitter(k, 1, **{
-              k: v for k, v in aug.items() if k != 'tps_scale'
-          })))(batch['jitter_keys'])
-      images_t = tps.warp(augment.apply_jitter(images, params_t), warp)
+      one = lambda tree: jax.tree.map(lambda t: t[0], tree)  # the single sample of a draw
+      jitter = {k: v for k, v in aug.items() if k != 'tps_scale'}
+      warp = jax.vmap(lambda k: one(tps.random_tps(k, 1, scale=aug.tps_scale)))(batch['tps_keys'])
+      drawn = jax.vmap(lambda k: one(augment.draw_jitter(k, 1, **jitter)))(batch['jitter_keys'])
+      images_t = tps.warp(augment.apply_jitter(images, drawn), warp)
       masks_t = (tps.warp(masks[..., None], warp)[..., 0] > 0.5).astype(masks.dtype)
 
       flow, batch_stats = forward(images, batch_stats)
@@ -163,7 +154,12 @@ class Objective:
     return total, (terms, batch_stats)
 
 
-def first_nonfinite(terms: dict[str, jax.Array]) -> jax.Array:
-  """Index in `TERMS` of the first non-finite term, or -1 when all are finite."""
-  finite = jnp.stack([jnp.isfinite(terms[name]) for name in TERMS])
+# What the non-finite flag can name: a loss term, or the gradient (finite terms whose
+# gradient is not, e.g. from a sqrt at 0).
+FLAGGED = TERMS + ('gradient',)
+
+
+def first_nonfinite(terms: dict[str, jax.Array], grad_norm: jax.Array) -> jax.Array:
+  """Index in `FLAGGED` of the first non-finite term (then the gradient), or -1."""
+  finite = jnp.stack([jnp.isfinite(terms[name]) for name in TERMS] + [jnp.isfinite(grad_norm)])
   return jnp.where(jnp.all(finite), -1, jnp.argmin(finite))

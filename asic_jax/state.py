@@ -101,7 +101,6 @@ def collection_flows(config: ml_collections.ConfigDict,
   run with those fixed statistics. The first layer's statistics are then exact; deeper
   layers' are close to the one-batch values, with no memory limit on N.
   """
-  make_model(config)  # validates config.dtype
   one_batch, stats_of, fixed = _flow_functions(float(config.model.channel_multiplier),
                                                int(config.model.grid_size), str(config.dtype))
   chunk = chunk or config.eval.bn_chunk

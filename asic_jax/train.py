@@ -44,7 +44,8 @@ def make_step(loss: objective.Objective, tx: optax.GradientTransformation, sched
     grads = jax.lax.pmean(grads, parallel.AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    bad_term = objective.first_nonfinite(terms)
+    grad_norm = optax.tree.norm(grads)
+    bad_term = objective.first_nonfinite(terms, grad_norm)
     ok = (bad_term < 0) & (state.bad_step < 0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
     first_bad = (bad_term >= 0) & (state.bad_step < 0)
@@ -54,19 +55,21 @@ def make_step(loss: objective.Objective, tx: optax.GradientTransformation, sched
                            opt_state=keep(opt_state, state.opt_state),
                            bad_step=jnp.where(first_bad, state.step + 1, state.bad_step),
                            bad_term=jnp.where(first_bad, bad_term, state.bad_term))
-    metrics = dict(terms, total=total, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
+    metrics = dict(terms, total=total, grad_norm=grad_norm, lr=schedule(state.step))
     return new_state, metrics
 
   return step
 
 
-def device_data(collection) -> dict[str, np.ndarray]:
+def device_data(collection, num_parts: int) -> dict[str, np.ndarray]:
   """The arrays the step reads, kept on the devices for the whole run."""
   if collection.pairs is None or len(collection.pairs) == 0:
     raise UserError(f'{collection.name}: no image pair has pseudo-matches; nothing to train on')
   n, s = len(collection), collection.size
   masks = collection.masks if collection.masks is not None else np.ones((n, s, s), np.float32)
-  parts = collection.parts if collection.parts is not None else np.zeros((n, s, s), np.int32)
+  # Without parts every pixel is background (label num_parts): the Parts loss sees nothing.
+  parts = collection.parts if collection.parts is not None else np.full(
+      (n, s, s), num_parts, np.int32)
   return dict(images=collection.images,
               masks=masks.astype(np.float32),
               parts=parts.astype(np.int32),
@@ -84,6 +87,15 @@ class MetricsLog:
     with self.path.open('a') as f:
       f.write(json.dumps(record) + '\n')
 
+  def truncate(self, step: int) -> None:
+    """Drops records after `step`: a run resumed from an earlier checkpoint logs them again."""
+    if self.path.exists():
+      kept = [
+          line for line in self.path.read_text().splitlines()
+          if line.strip() and json.loads(line)['step'] <= step
+      ]
+      self.path.write_text(''.join(line + '\n' for line in kept))
+
 
 def _check_finite(state: TrainState, checkpointer: checkpoint.Checkpointer) -> None:
   bad_step = int(state.bad_step)
@@ -92,8 +104,9 @@ def _check_finite(state: TrainState, checkpointer: checkpoint.Checkpointer) -> N
     last = checkpointer.latest_step()
     kept = f'the last checkpoint (step {last}) is intact' if last is not None else (
         'no checkpoint had been saved')
-    term = objective.TERMS[int(state.bad_term)]
-    raise NonFiniteError(f'non-finite {term} loss at step {bad_step}; stopped, {kept}')
+    term = objective.FLAGGED[int(state.bad_term)]
+    what = 'gradient' if term == 'gradient' else f'{term} loss'
+    raise NonFiniteError(f'non-finite {what} at step {bad_step}; stopped, {kept}')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
@@ -106,19 +119,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   # Collection and devices.
   collection = loaders.load(config)
-  data = device_data(collection)
+  data = device_data(collection, config.parts.num_parts)
   dp = parallel.DataParallel(config.parallel)
-  batch = config.train.batch_size
-  if batch < 2 or batch % 2:
-    raise UserError(f'config.train.batch_size must be an even number >= 2, got {batch}')
-  dp.check_divisible(batch // 2)
+  dp.check_divisible(config.train.batch_size // 2)
 
   # Model, loss and optimizer.
   model = make_model(config)
   perceptual_fn, frozen = None, {}
   if config.loss.recon:
-    perceptual_fn, frozen = perceptual.load_perceptual(config.loss.perceptual,
-                                                       config.loss.perceptual_weights)
+    try:
+      perceptual_fn, frozen = perceptual.load_perceptual(config.loss.perceptual,
+                                                         config.loss.perceptual_weights)
+    except (OSError, ValueError) as e:
+      raise UserError(f'config.loss.perceptual_weights: {e}') from e
   loss = objective.Objective(model=model,
                              config=config,
                              num_devices=dp.num_devices,
@@ -141,10 +154,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # The compiled step and the loop.
   step_fn = dp.wrap(make_step(loss, tx, schedule, config.seed), donate_argnums=(0,))
   begin = time.perf_counter()
-  metrics_log = MetricsLog(workdir) if primary else None
-  writer = tensorboardX.SummaryWriter(str(workdir / 'tensorboard')) if primary else None
   num_steps = config.train.num_steps
   start = int(dp.local(state).step)
+  metrics_log = writer = None
+  if primary:
+    metrics_log = MetricsLog(workdir)
+    metrics_log.truncate(start)
+    # purge_step: TensorBoard hides events after `start` left by an interrupted run.
+    writer = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'), purge_step=start + 1)
   metrics = {}
   progress = tqdm(range(start, num_steps),
                   initial=start,
@@ -176,7 +193,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             writer.add_scalar(f'train/{name}', value, step)
       progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
     if step % config.checkpoint.every == 0 or step == num_steps:
-      _check_finite(jax.device_get(dp.local(state)), checkpointer)
+      _check_finite(
+          jax.device_get(dp.local(state.replace(params=None, batch_stats=None, opt_state=None))),
+          checkpointer)
       checkpointer.save(step, dp.unreplicate(state), config)
     if config.vis.every and step % config.vis.every == 0 and step < num_steps:
       _figures(config, dp.local(state), collection, workdir, writer, step)
@@ -191,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                              final,
                                              collection,
                                              workdir,
-                                             step=num_steps,
+                                             step=int(final.step),
                                              flows=flows)
     log.info('PCK@0.10 %.4f, PCK@0.05 %.4f (%s thresholds, %d pairs); eval/results.json',
              result['eval']['pck']['0.10'], result['eval']['pck']['0.05'],

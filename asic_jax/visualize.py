@@ -32,10 +32,9 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import checkpoint, drawing, eval_run, evaluate, optim, parallel, report
+from asic_jax import drawing, eval_run, evaluate, parallel, report
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
-from asic_jax.data import loaders
 from asic_jax.errors import UserError
 from asic_jax.ops import sampling, splat
 
@@ -448,15 +447,7 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   `edit.image` is set, and `report/index.html`.
   """
   workdir = pathlib.Path(workdir)
-  checkpointer = checkpoint.Checkpointer(workdir, read_only=True)
-  step = config.eval.step or checkpointer.latest_step()
-  if step is None:
-    raise UserError(f'no checkpoint in {checkpointer.directory}; train first '
-                    '(--config.mode=train)')
-  trained = eval_run.training_config(config, checkpointer, step)  # with this vis and edit
-  collection = loaders.load(trained)
-  template = state_lib.init_state(trained, optim.make_optimizer(trained), collection.size)
-  step, state = checkpointer.restore(template, step)
+  trained, collection, state, step = eval_run.restore_run(config, workdir)  # this vis and edit
   flows = state_lib.collection_flows(trained, state, collection.images)
   found = figures(trained, state, collection, flows)
   edited = None

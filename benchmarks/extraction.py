@@ -46,10 +46,13 @@ def bench(arch, params, *, size: int, stride: int, images: int, batch: int) -> d
   match, seg, saliency = [], [], []
   start = time.perf_counter()
   for i in range(0, images, batch):
-    facets, centers, sal = compiled(params, jnp.asarray(pictures[i:i + batch]))
-    match.append(np.asarray(facets[9], np.float32))
-    seg.append(np.asarray(facets[11], np.float32))
-    saliency.append(np.asarray(sal))
+    chunk = pictures[i:i + batch]
+    # The compiled program takes whole batches: pad the last one.
+    padded = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+    facets, centers, sal, _ = compiled(params, jnp.asarray(padded))
+    match.append(np.asarray(facets[9], np.float32)[:len(chunk)])
+    seg.append(np.asarray(facets[11], np.float32)[:len(chunk)])
+    saliency.append(np.asarray(sal)[:len(chunk)])
   features_s = time.perf_counter() - start
   match, seg, saliency = np.concatenate(match), np.concatenate(seg), np.concatenate(saliency)
   pairs = collection_lib.all_pairs(images)

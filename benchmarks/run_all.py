@@ -44,10 +44,24 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
   ]
 
 
-def run(name: str, module: str, args: list[str]) -> dict:
-  out = RESULTS / f'{name}.json'
-  subprocess.run([sys.executable, '-m', module, f'--out={out}', *args], cwd=common.ROOT, check=True)
-  return json.loads(out.read_text())
+def run(folder: pathlib.Path, name: str, module: str, args: list[str]) -> dict:
+  """Runs a benchmark, one process per shape or size (so peak memory is that shape's own),
+  into `folder/<name>.json`."""
+  out = folder / f'{name}.json'
+  option = next((a for a in args if a.startswith(('--shapes=', '--sizes=', '--strides='))), None)
+  values = option.split('=', 1)[1].split(',') if option else [None]
+  records = []
+  for value in values:
+    single = [a for a in args if a != option
+             ] + ([f'{option.split("=", 1)[0]}={value}'] if value else [])
+    subprocess.run([sys.executable, '-m', module, f'--out={out}', *single],
+                   cwd=common.ROOT,
+                   check=True)
+    result = json.loads(out.read_text())
+    records += result['records']
+  result['records'] = records
+  out.write_text(json.dumps(result, indent=2))
+  return result
 
 
 SECTIONS = {
@@ -75,20 +89,48 @@ SECTIONS = {
 }
 
 
-def write(records: dict[str, dict], command: str) -> pathlib.Path:
+def _section(platform: str, records: dict[str, dict]) -> list[str]:
   machine = next(iter(records.values()))['machine']
+  command = 'python -m benchmarks.run_all' + (' --gpu' if platform == 'gpu' else '')
+  title = (f'{machine["cpu"]}, {machine["cores"]} cores'
+           if platform == 'cpu' else f'{machine["num_devices"]} x {machine["device"]}')
   lines = [
-      '# Benchmarks', '',
-      f'Regenerate every figure here with `{command}` (each benchmark can also run '
-      'alone: `python -m benchmarks.train_step --help`).', '',
-      f'Machine: {machine["cpu"]}, {machine["cores"]} cores; JAX {machine["jax"]} on '
-      f'{machine["num_devices"]} x {machine["platform"]} ({machine["device"]}); Python '
-      f'{machine["python"]}. Written {datetime.date.today().isoformat()}.', ''
+      f'# {platform.upper()}: {title}', '',
+      f'`{command}`. Machine: {machine["cpu"]}, {machine["cores"]} cores; JAX '
+      f'{machine["jax"]} on {machine["num_devices"]} x {machine["platform"]} '
+      f'({machine["device"]}); Python {machine["python"]}.', ''
   ]
   for name, result in records.items():
     title, columns, note = SECTIONS[name]
     lines += [f'## {title}', '', note, ''] if note else [f'## {title}', '']
     lines += [common.markdown_table(result['records'], columns), '']
+  return lines
+
+
+def write() -> pathlib.Path:
+  """BENCHMARKS.md from every platform's records in `benchmarks/results/<platform>/`."""
+  lines = [
+      '# Benchmarks', '',
+      'Every figure here regenerates with the command its section names (each benchmark '
+      'also runs alone: `python -m benchmarks.train_step --help`). Each shape runs in its '
+      "own process, so 'process peak RSS' is that shape's own. Written "
+      f'{datetime.date.today().isoformat()}.', ''
+  ]
+  found = False
+  for platform in ('cpu', 'gpu'):
+    names = [n for n in SECTIONS if (RESULTS / platform / f'{n}.json').exists()]
+    if names:
+      found = True
+      lines += _section(
+          platform, {n: json.loads((RESULTS / platform / f'{n}.json').read_text()) for n in names})
+  if not any((RESULTS / 'gpu').glob('*.json')):
+    lines += [
+        '# GPU', '', 'Not measured yet: no GPU was lent to the sessions that wrote this '
+        'file. On one, `python -m benchmarks.run_all --gpu` adds this section (full '
+        'shapes, float32 and bfloat16, 20 to 300 images).', ''
+    ]
+  if not found:
+    raise SystemExit('no benchmark results yet')
   path = common.ROOT / 'BENCHMARKS.md'
   path.write_text('\n'.join(lines))
   return path
@@ -99,15 +141,12 @@ def main(argv=None) -> None:
   parser.add_argument('--gpu', action='store_true', help='full shapes, float32 and bfloat16')
   parser.add_argument('--only', default='', help='comma list of benchmark names to re-run')
   args = parser.parse_args(argv)
-  RESULTS.mkdir(parents=True, exist_ok=True)
-  records = {}
+  folder = RESULTS / ('gpu' if args.gpu else 'cpu')
+  folder.mkdir(parents=True, exist_ok=True)
   for name, module, extra in plan(args.gpu):
     if not args.only or name in args.only.split(','):
-      records[name] = run(name, module, extra)
-    elif (RESULTS / f'{name}.json').exists():
-      records[name] = json.loads((RESULTS / f'{name}.json').read_text())
-  command = 'python -m benchmarks.run_all' + (' --gpu' if args.gpu else '')
-  print(f'wrote {write(records, command)}')
+      run(folder, name, module, extra)
+  print(f'wrote {write()}')
 
 
 if __name__ == '__main__':

@@ -61,7 +61,8 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
   collection = synthetic.make_synthetic(config.data.synthetic,
                                         size=config.data.img_size,
                                         num_parts=config.parts.num_parts,
-                                        seed=0)
+                                        seed=0,
+                                        max_per_image=config.pairs.max_per_image)
   dp = parallel.DataParallel(config.parallel)
   perceptual_fn, frozen = perceptual.load_perceptual(config.loss.perceptual,
                                                      config.loss.perceptual_weights)
@@ -72,7 +73,8 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
   tx = optim.make_optimizer(config)
   step = dp.wrap(train.make_step(loss, tx, optim.learning_rate(config), 0), donate_argnums=(0,))
   state = dp.replicate(state_lib.init_state(config, tx, config.data.img_size))
-  data, frozen = dp.replicate(train.device_data(collection)), dp.replicate(frozen)
+  data, frozen = dp.replicate(train.device_data(collection,
+                                                config.parts.num_parts)), dp.replicate(frozen)
 
   start = time.perf_counter()
   compiled = step.lower(state, data, frozen).compile()
@@ -95,6 +97,7 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
                 widths=f'{int(64 * config.model.channel_multiplier)}..'
                 f'{int(1024 * config.model.channel_multiplier)}',
                 images=len(collection),
+                pairs=len(collection.pairs),
                 matches=collection.matches.shape[1],
                 steps=steps,
                 ms_per_step=ms,

@@ -23,7 +23,6 @@ def get_config(arg: str = ''):
   c.model.channel_multiplier = 0.125
   c.model.grid_size = 32
   c.loss.recon_size = 16
-  c.loss.perceptual = 'lpips'
   c.loss.perceptual_weights = 'random'
   c.parts.num_parts = 4
   return c

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Train on every chip of a Cloud TPU VM pod slice: the same command on every worker.
 #
-#   bash launch/tpu_pod.sh my-tpu us-central2-b configs/spair.py:cat gs://bucket/runs/spair_cat
+#   bash launch/tpu_pod.sh my-tpu us-central2-b configs/spair.py:cat /mnt/shared/runs/spair_cat
 #
 # The repository must be at ~/asic_jax on every worker (e.g. `--worker=all --command="git clone
-# ..."` first); the workdir should be a bucket or a shared filesystem. On TPU VMs
+# ..."` first). The workdir must be a path every worker sees (an NFS/Filestore mount, or a
+# bucket mounted with gcsfuse): checkpoints are written through the local filesystem. On TPU VMs
 # jax.distributed.initialize() finds the coordinator by itself.
 set -euo pipefail
 TPU_NAME=${1:?tpu name}

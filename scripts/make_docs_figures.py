@@ -32,6 +32,8 @@ PICTURES = {
     'dense_warps': ('figures/dense_warps.png',),
     'canonical_grid': ('figures/canonical_grid.png',),
     'keypoint_transfer': ('figures/keypoint_transfer.png',),
+    'pseudo_matches': ('figures/pseudo_matches.png',),
+    'parts_and_masks': ('figures/parts_and_masks.png',),
     'edit_propagation': ('figures/edit_propagation.png',),
     'pck_curves': ('report/pck_curves.png',),
 }

@@ -169,3 +169,12 @@ def test_dino_nearest_patch_equals_brute_force():
     patch = np.argmin(((points[e][:, None] - c[None])**2).sum(-1), 1)
     best = np.argmax(flat[src[e]][patch] @ flat[trg[e]].T, 1)
     np.testing.assert_allclose(got[e], c[best])
+
+
+def test_an_empty_target_mask_searches_the_whole_target():
+  flow = sampling.identity_grid(6, 6)
+  canonical = flow[jnp.asarray([1, 4]), jnp.asarray([2, 5])]
+  empty = jnp.zeros((6, 6))
+  np.testing.assert_array_equal(evaluate.nearest_pixels(flow, empty, canonical), [[2, 1], [5, 4]])
+  half = empty.at[:, :3].set(1.0)  # only the left half allowed: (5, 4) moves to (2, 4)
+  np.testing.assert_array_equal(evaluate.nearest_pixels(flow, half, canonical), [[2, 1], [2, 4]])

@@ -86,8 +86,10 @@ def test_missing_config_file_is_one_line(tmp_path):
 
 def test_readme_run_writes_figures_tensorboard_and_report(tiny_run):
   figures = {p.stem for p in (tiny_run / 'figures').glob('*.png')}
-  assert {'colour_wheel', 'colour_maps', 'dense_warps', 'canonical_grid', 'keypoint_transfer',
-          'pseudo_matches', 'parts_and_masks'} <= figures
+  assert {
+      'colour_wheel', 'colour_maps', 'dense_warps', 'canonical_grid', 'keypoint_transfer',
+      'pseudo_matches', 'parts_and_masks'
+  } <= figures
   assert list((tiny_run / 'tensorboard').glob('events.out.tfevents.*'))
   assert (tiny_run / 'report' / 'index.html').is_file()
 

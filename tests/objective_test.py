@@ -48,7 +48,8 @@ def test_gradient_routing_of_every_term():
     return jax.jacrev(terms)(params)
 
   jac = jax.device_get(
-      dp.wrap(jacobian)(*dp.replicate((params, state.batch_stats, train.device_data(collection)))))
+      dp.wrap(jacobian)(*dp.replicate((params, state.batch_stats,
+                                       train.device_data(collection, config.parts.num_parts)))))
   for name in objective.TERMS:
     grid = np.abs(jac[name]['grid']).max()
     if name in ('recon', 'mask'):
@@ -64,7 +65,7 @@ def test_global_batch_is_sliced_per_device():
   """Two devices' batches, put together, are the one-device batch: same pairs, same
   directions, same per-image keys; and no pair joins an image with itself."""
   config, collection = _setup(**{'train.batch_size': 8})
-  data = train.device_data(collection)
+  data = train.device_data(collection, config.parts.num_parts)
 
   def sampled(devices):
     dp = parallel.DataParallel('shard_map', devices)

@@ -47,3 +47,19 @@ def test_config_arg_parsing():
   paper = config_lib.base_config('')
   assert (paper.loss.kp, paper.loss.tv, paper.loss.mask, paper.parts.num_parts) == (10.0, 9000.0,
                                                                                     1.0, 8)
+
+
+def test_config_validation_names_the_field():
+  from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  import pytest  # pylint: disable=import-outside-toplevel
+  for field, value, message in (('train.log_every', 0, 'config.train.log_every must be >= 1'),
+                                ('loss.form', 'both', "config.loss.form must be 'paper'"),
+                                ('data.img_size', 100, 'multiple of 16'), ('augment.tps_scale', 0.5,
+                                                                           r'in \[0, 0.5\)'),
+                                ('train.batch_size', 5, 'an even number')):
+    config = config_lib.base_config('')
+    section, key = field.split('.')
+    config[section][key] = value
+    with pytest.raises(UserError, match=message):
+      config_lib.validate(config)
+  config_lib.validate(config_lib.base_config('released'))

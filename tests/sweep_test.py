@@ -68,6 +68,9 @@ def test_tiny_sweep_runs_and_aggregates_into_its_numbers(tmp_path):
     assert float(row['4-cypck@0.10']) == pytest.approx(100 * results['k_cycle']['4']['pck']['0.10'])
     assert f'{100 * results["pck"]["0.10"]:.1f}' in table
     assert row['variant'] == f"seed={p['overrides']['seed']}"
-  # A finished run is skipped when the sweep is started again.
+  # A finished run is skipped when the sweep is started again: nothing is rewritten.
+  logs = [pathlib.Path(p['workdir']) / 'metrics.jsonl' for p in plan]
+  before = [(log.read_text(), log.stat().st_mtime_ns) for log in logs]
   again = sweep.main(args)
   assert [p['workdir'] for p in again] == [p['workdir'] for p in plan]
+  assert [(log.read_text(), log.stat().st_mtime_ns) for log in logs] == before

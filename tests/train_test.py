@@ -46,7 +46,7 @@ def _run_steps(config, collection, dp, num_steps):
   step = dp.wrap(train.make_step(loss, tx, optim.learning_rate(config), config.seed),
                  donate_argnums=(0,))
   state = dp.replicate(state_lib.init_state(config, tx, collection.size))
-  data = dp.replicate(train.device_data(collection))
+  data = dp.replicate(train.device_data(collection, config.parts.num_parts))
   frozen = dp.replicate({})
   for _ in range(num_steps):
     state, _ = step(state, data, frozen)
@@ -91,10 +91,12 @@ def test_pairs_must_divide_by_devices(tmp_path):
 def test_resume_is_bit_exact(tmp_path):
   straight = _tiny(**{'train.num_steps': 4, 'checkpoint.every': 2})
   train.train_and_evaluate(straight, tmp_path / 'straight')
-  train.train_and_evaluate(_tiny(**{
-      'train.num_steps': 2,
-      'checkpoint.every': 2
-  }), tmp_path / 'resumed')
+  first = _tiny(**{'train.num_steps': 2, 'checkpoint.every': 2})
+  train.train_and_evaluate(first, tmp_path / 'resumed')
+  # As if a run had logged step 3 and died before its next checkpoint: the restart from
+  # step 2 logs step 3 again, and the stale line must go.
+  with (tmp_path / 'resumed' / 'metrics.jsonl').open('a') as f:
+    f.write(json.dumps({'step': 3, 'total': -1.0}) + '\n')
   train.train_and_evaluate(straight, tmp_path / 'resumed')
   ckpt_a, step_a, a = _restore(tmp_path / 'straight', straight)
   ckpt_b, step_b, b = _restore(tmp_path / 'resumed', straight)
@@ -103,6 +105,7 @@ def test_resume_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(x, y)
   lines = (tmp_path / 'resumed' / 'metrics.jsonl').read_text().splitlines()
   assert [json.loads(line)['step'] for line in lines] == [1, 2, 3, 4]
+  assert all(json.loads(line)['total'] > 0 for line in lines)
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

@@ -88,14 +88,22 @@ def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
               import_released=str(f.import_released))
 
 
+def load_model(config: ml_collections.ConfigDict) -> tuple[dino.ViTArch, dict]:
+  """`dino.load_vit(config.features.model)`; a model that cannot be loaded is one line."""
+  try:
+    return dino.load_vit(config.features.model)
+  except (OSError, ValueError) as e:
+    raise UserError(f'cannot load the DINO model config.features.model='
+                    f'{config.features.model!r}: {str(e).splitlines()[0]}') from e
+
+
 def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
   """One DINO pass over `images [N, S, S, 3]` in [-1, 1], `features.batch_size` at a time."""
   f = config.features
-  try:
-    arch, params = dino.load_vit(f.model)
-  except (OSError, ValueError) as e:
-    raise UserError(f'cannot load the DINO model config.features.model={f.model!r}: '
-                    f'{str(e).splitlines()[0]}') from e
+  arch, params = load_model(config)
+  if (images.shape[1] - arch.patch_size) % f.stride:
+    raise UserError(f'config.data.img_size={images.shape[1]} minus the patch size '
+                    f'{arch.patch_size} must divide by config.features.stride={f.stride}')
   layers = tuple(sorted({f.match_layer, f.seg_layer}))
   match, seg, saliency, global_ = [], [], [], []
   batches = range(0, len(images), f.batch_size)
@@ -217,7 +225,11 @@ def add_correspondences(collection: collection_lib.Collection,
   cache = cache or cache_lib.Cache(config.features.cache_dir or None)
   settings = extraction_settings(config)
   masks_digest = 'none' if collection.masks is None else cache_lib.digest_arrays([collection.masks])
-  key = cache_lib.make_key(settings, cache_lib.digest_arrays(collection.images), masks_digest)
+  digests = [cache_lib.digest_arrays(collection.images), masks_digest]
+  if config.features.import_released:  # the imported files and the names that pick them
+    imported = sorted(pathlib.Path(config.features.import_released).glob('*.npy'))
+    digests += [cache_lib.digest_files(imported), '\n'.join(collection.names)]
+  key = cache_lib.make_key(settings, *digests)
   entry = cache.load('correspondences', key, _FIELDS)
   if entry is None:
     log.info('Extracting correspondences of %s (%d images) into %s', collection.name,
@@ -236,7 +248,7 @@ def add_correspondences(collection: collection_lib.Collection,
                                         collection.size)
     else:
       found = matching.match_pairs(
-          descriptors.match.astype(np.float32),
+          descriptors.match,
           foreground,
           descriptors.centers,
           pairs,

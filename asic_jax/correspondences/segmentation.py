@@ -32,7 +32,7 @@ pixels of the S x S image frame on a regular grid (`asic_jax.models.dino.patch_c
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +83,17 @@ def upsample_patches(values: jax.Array, centers: jax.Array, size: int) -> jax.Ar
   coords = jnp.stack(jnp.meshgrid(xs, ys, indexing='xy'), axis=-1)
   return jax.vmap(lambda v: sampling.grid_sample(v, coords, padding='border'))(values.astype(
       jnp.float32))
+
+
+def dense_enough(count: Callable[[int], int], interval: int, needed: int) -> int:
+  """The sampling interval, halved until `count(interval)` samples reach `needed`.
+
+  dino-vit-features samples every 100th patch, plenty for 30 images at 256 px; small
+  collections at low resolution would be left with a handful, so they sample denser.
+  """
+  while interval > 1 and count(interval) < needed:
+    interval = max(1, interval // 2)
+  return interval
 
 
 def _subsample(unit: jax.Array, interval: int) -> jax.Array:
@@ -142,6 +153,8 @@ def cosegment(descriptors: jax.Array,
     raise ValueError(f'sample_interval must be >= 1, got {sample_interval}')
   unit = matching.l2_normalize(descriptors).reshape(num_images, height * width, channels)
   everything = unit.reshape(-1, channels)
+  sample_interval = dense_enough(lambda i: num_images * len(range(0, height * width, i)),
+                                 sample_interval, 10 * max_clusters)
   found = kmeans_lib.kmeans_elbow(_subsample(unit, sample_interval),
                                   jax.random.key(seed),
                                   scored=everything,
@@ -210,7 +223,10 @@ def part_maps(descriptors: jax.Array,
   if sample_interval < 1:
     raise ValueError(f'sample_interval must be >= 1, got {sample_interval}')
   unit = matching.l2_normalize(descriptors)
-  weights = jnp.asarray(foreground).reshape(num_images, -1)[:, ::sample_interval].reshape(-1)
+  fg = jnp.asarray(foreground).reshape(num_images, -1)
+  sample_interval = dense_enough(lambda i: int(jnp.sum(fg[:, ::i])), sample_interval,
+                                 10 * num_parts)
+  weights = fg[:, ::sample_interval].reshape(-1)
   if int(jnp.sum(weights)) < num_parts:
     raise ValueError(f'part_maps: {int(jnp.sum(weights))} foreground patches in the sample, '
                      f'fewer than num_parts = {num_parts}; lower sample_interval')

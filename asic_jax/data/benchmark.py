@@ -13,11 +13,13 @@ the S frame (the square frame scales both axes alike, so lengths measured there
 equal the original lengths times `SquareFrame.scale`).
 """
 
+import dataclasses
 import pathlib
 from typing import Sequence
 
 import numpy as np
 
+from asic_jax.data import collection as collection_lib
 from asic_jax.data import images
 from asic_jax.errors import UserError
 
@@ -115,3 +117,25 @@ def boxes_to_frame(frame: images.SquareFrame, boxes: np.ndarray) -> np.ndarray:
   """`[..., 4]` boxes (x1, y1, x2, y2), original pixels -> the S frame of `frame`."""
   boxes = np.asarray(boxes, np.float64)
   return frame.points(boxes.reshape(boxes.shape[:-1] + (2, 2))).reshape(boxes.shape)
+
+
+def with_threshold(collection: collection_lib.Collection,
+                   threshold: str | None) -> collection_lib.Collection:
+  """The collection scored with PCK length `threshold` (None or '': unchanged).
+
+  Every image's length is recomputed from its boxes or keypoints, and every evaluation
+  pair takes its target's (a pair's own keypoints never enter the length).
+  """
+  kind = threshold or collection.threshold_kind
+  if kind == collection.threshold_kind:
+    return collection
+  lengths = thresholds(threshold_kind(kind, collection.threshold_kind),
+                       collection.size,
+                       len(collection),
+                       bboxes=collection.bboxes,
+                       keypoints=collection.keypoints,
+                       visibility=collection.visibility)
+  pairs = collection.eval_pairs
+  if pairs is not None:
+    pairs = dataclasses.replace(pairs, thresholds=lengths[pairs.trg])
+  return collection.replace(thresholds=lengths, eval_pairs=pairs, threshold_kind=kind)

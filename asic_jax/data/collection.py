@@ -10,9 +10,6 @@ from typing import Optional
 
 import numpy as np
 
-# Columns of `Collection.matches`: (x_a, y_a, x_b, y_b, similarity).
-MATCH_FIELDS = ('x_a', 'y_a', 'x_b', 'y_b', 'similarity')
-
 
 @dataclasses.dataclass(frozen=True)
 class EvalPairs:

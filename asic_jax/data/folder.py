@@ -1,6 +1,9 @@
-"""A folder of your own images (and optional masks): the collection, before extraction.
+"""A folder of your own images (optional masks and keypoints): the collection, before extraction.
 
   <path>/*.jpg|png|...           the images (any PIL mode; converted to RGB)
+  <path>/keypoints.json          optional keypoints (or `keypoints=` another file):
+                                 {"image.jpg": [[x, y, visible], ...], ...}, original pixels,
+                                 the same K per image; an image left out has none visible
   <mask_dir>/<same stem>.<any>   optional masks (`images.read_mask`: a cut-out's alpha, else
                                  the gray level; white = foreground)
 
@@ -8,6 +11,7 @@ Images are edge-padded to a centred square and resized to S (as every loader doe
 masks go through the same frame.
 """
 
+import json
 import pathlib
 
 import numpy as np
@@ -15,6 +19,8 @@ import numpy as np
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
+
+KEYPOINTS_FILE = 'keypoints.json'
 
 
 def find_masks(mask_dir: str | pathlib.Path, stems: list[str]) -> list[pathlib.Path]:
@@ -30,12 +36,47 @@ def find_masks(mask_dir: str | pathlib.Path, stems: list[str]) -> list[pathlib.P
   return [by_stem[s] for s in stems]
 
 
+def read_keypoints(path: str | pathlib.Path, files: list[pathlib.Path],
+                   frames: list[images_lib.SquareFrame]) -> tuple[np.ndarray, np.ndarray]:
+  """A keypoint JSON as `[N, K, 2]` (x, y) in the S frame and `[N, K]` visibility."""
+  path = pathlib.Path(path)
+  try:
+    entries = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise UserError(f'cannot read keypoints {path}: {e}') from e
+  if not isinstance(entries, dict) or not entries:
+    raise UserError(f'{path}: expected {{"image.jpg": [[x, y, visible], ...], ...}}')
+  by_name = {p.name: i for i, p in enumerate(files)} | {p.stem: i for i, p in enumerate(files)}
+  unknown = [name for name in entries if name not in by_name]
+  if unknown:
+    raise UserError(f'{path}: no image {unknown[0]!r} in the folder')
+  lengths = {len(points) for points in entries.values()}
+  if len(lengths) != 1:
+    raise UserError(f'{path}: every image needs the same number of keypoints, got {lengths}')
+  k = lengths.pop()
+  points = np.zeros((len(files), k, 2), np.float32)
+  visible = np.zeros((len(files), k), bool)
+  for name, rows in entries.items():
+    i = by_name[name]
+    rows = np.asarray(rows, np.float64).reshape(k, -1)
+    if rows.shape[1] != 3:
+      raise UserError(f'{path}: {name}: keypoints are [x, y, visible] triples')
+    visible[i] = rows[:, 2] > 0
+    points[i] = np.where(visible[i, :, None], frames[i].points(rows[:, :2]), 0.0)
+  return points, visible
+
+
 def load_folder(path: str | pathlib.Path,
                 size: int,
                 *,
                 mask_dir: str | pathlib.Path | None = None,
+                keypoints: str | pathlib.Path | None = None,
                 name: str | None = None) -> collection_lib.Collection:
-  """Images (and masks) of a folder as a `Collection` without correspondences yet."""
+  """Images (masks, keypoints) of a folder as a `Collection` without correspondences yet.
+
+  With keypoints, PCK is scored on every ordered pair with threshold S ('img'), as the
+  paper does for CUB; `eval.threshold='kp_bbox'` switches to the keypoints' box.
+  """
   if not str(path):
     raise UserError('no image folder: give --config.data.path=DIR, a folder of images')
   path = pathlib.Path(path)
@@ -49,11 +90,13 @@ def load_folder(path: str | pathlib.Path,
   stems = [p.stem for p in files]
   if len(set(stems)) != len(stems):
     raise UserError(f'{path}: two images share a file stem; names must be unique')
-  squares, masks = [], []
+  squares, frames, masks = [], [], []
   mask_files = find_masks(mask_dir, stems) if mask_dir else [None] * len(files)
   for file, mask_path in zip(files, mask_files):
     image = images_lib.read_rgb(file)
-    squares.append(images_lib.square(image, size)[0])
+    square, frame = images_lib.square(image, size)
+    squares.append(square)
+    frames.append(frame)
     if mask_path is not None:
       mask = images_lib.read_mask(mask_path)
       if mask.shape != image.shape[:2]:
@@ -61,7 +104,19 @@ def load_folder(path: str | pathlib.Path,
                         f'{file} {image.shape[1]} x {image.shape[0]}')
       # The mask takes its image's frame: the same centred edge-padding and resize.
       masks.append(np.clip(images_lib.square(mask, size)[0], 0.0, 1.0))
-  return collection_lib.Collection(name=name or path.name,
-                                   images=images_lib.to_unit_range(np.stack(squares)),
-                                   names=tuple(stems),
-                                   masks=np.stack(masks).astype(np.float32) if masks else None)
+  collection = collection_lib.Collection(
+      name=name or path.name,
+      images=images_lib.to_unit_range(np.stack(squares)),
+      names=tuple(stems),
+      masks=np.stack(masks).astype(np.float32) if masks else None)
+  keypoints = keypoints or (path / KEYPOINTS_FILE if (path / KEYPOINTS_FILE).is_file() else None)
+  if keypoints is None:
+    return collection
+  points, visible = read_keypoints(keypoints, files, frames)
+  lengths = np.full(len(files), float(size), np.float32)
+  return collection.replace(keypoints=points,
+                            visibility=visible,
+                            thresholds=lengths,
+                            threshold_kind='img',
+                            eval_pairs=collection_lib.eval_pairs_from_keypoints(
+                                points, visible, lengths))

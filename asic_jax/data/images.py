@@ -35,13 +35,20 @@ def read_rgb(path: str | pathlib.Path) -> np.ndarray:
     raise UserError(f'cannot read image {path}: {e}') from e
 
 
+_WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
+
+
+def _unit_gray(image: Image.Image) -> np.ndarray:
+  """A 16-bit, 32-bit or float grayscale image in [0, 1]: the full range of its type."""
+  values = np.asarray(image, np.float64)
+  top = 1.0 if image.mode == 'F' and values.max() <= 1.0 else (
+      65535.0 if image.mode.startswith('I;16') or values.max() > 255 else 255.0)
+  return np.clip(values / top, 0.0, 1.0)
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray:
-  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
-    # 16-bit or float grayscale: scale the full range of the type to 8 bits.
-    values = np.asarray(image, np.float64)
-    top = 1.0 if image.mode == 'F' and values.max() <= 1.0 else (
-        65535.0 if image.mode.startswith('I;16') or values.max() > 255 else 255.0)
-    gray = np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
+  if image.mode in _WIDE_MODES:
+    gray = np.rint(_unit_gray(image) * 255.0).astype(np.uint8)
     return np.repeat(gray[..., None], 3, axis=-1)
   if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
     rgba = image.convert('RGBA')
@@ -105,11 +112,8 @@ def _to_soft(mask: Image.Image) -> np.ndarray:
     alpha = np.asarray(mask.convert('RGBA'))[..., 3]
     if alpha.min() < 255:
       return (alpha / 255.0).astype(np.float32)
-  if mask.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
-    values = np.asarray(mask, np.float64)
-    top = 1.0 if mask.mode == 'F' and values.max() <= 1.0 else (
-        65535.0 if mask.mode.startswith('I;16') or values.max() > 255 else 255.0)
-    return np.clip(values / top, 0.0, 1.0).astype(np.float32)
+  if mask.mode in _WIDE_MODES:
+    return _unit_gray(mask).astype(np.float32)
   return (np.asarray(mask.convert('L')) / 255.0).astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""`load(config)`: the collection `config.data.name` names."""
+"""`load(config)`: the collection `config.data.name` names, ready to train on."""
 
 import functools
 import json
@@ -7,6 +7,7 @@ import pathlib
 import ml_collections
 
 from asic_jax.correspondences import extract
+from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import cub, folder, pfwillow, samurai, spair, synthetic
 from asic_jax.errors import UserError
@@ -21,20 +22,20 @@ BENCHMARKS = {
 DATASETS = ('synthetic', 'folder') + tuple(BENCHMARKS)
 
 
-def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
-  """The collection `config.data` names, with pseudo-matches, masks and parts.
-
-  Real photos get theirs from DINO (`correspondences.extract`, cached); the synthetic
-  collection brings exact ones.
-  """
+def load_collection(config: ml_collections.ConfigDict) -> collection_lib.Collection:
+  """The collection `config.data` names: images, keypoints, masks where the dataset has
+  them, scored with `eval.threshold`; no DINO pseudo-matches yet (the synthetic collection
+  brings its own exact ones)."""
   name = config.data.name
   if name == 'synthetic':
-    return _synthetic(config.data.synthetic.to_json(), config.data.img_size, config.parts.num_parts,
-                      config.seed, config.data.path or None, config.pairs.max_per_image)
-  if name == 'folder':
+    collection = _synthetic(config.data.synthetic.to_json(), config.data.img_size,
+                            config.parts.num_parts, config.seed, config.data.path or None,
+                            config.pairs.max_per_image, config.pairs.random_per_image)
+  elif name == 'folder':
     collection = folder.load_folder(config.data.path,
                                     config.data.img_size,
-                                    mask_dir=config.data.mask_dir or None)
+                                    mask_dir=config.data.mask_dir or None,
+                                    keypoints=config.data.keypoints or None)
   elif name in BENCHMARKS:
     collection = BENCHMARKS[name](config.data.root,
                                   config.data.category,
@@ -42,12 +43,21 @@ def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
                                   threshold=config.eval.threshold or None)
   else:
     raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
+  return benchmark.with_threshold(collection, config.eval.threshold or None)
+
+
+def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
+  """`load_collection` with pseudo-matches, masks and parts: from DINO for real photos
+  (`correspondences.extract`, cached), the synthetic collection's own exact ones."""
+  collection = load_collection(config)
+  if collection.pairs is not None:
+    return collection
   return extract.add_correspondences(collection, config)
 
 
 @functools.lru_cache(maxsize=4)
 def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str | None,
-               max_per_image: int):
+               max_per_image: int, random_per_image: int):
   # Memoised: the same collection is asked for by train, eval and visualize in
   # one process (and by many tests); it is deterministic in its arguments.
   return synthetic.make_synthetic(ml_collections.ConfigDict(json.loads(settings)),
@@ -55,7 +65,8 @@ def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str 
                                   num_parts=num_parts,
                                   seed=seed,
                                   source=source,
-                                  max_per_image=max_per_image)
+                                  max_per_image=max_per_image,
+                                  random_per_image=random_per_image)
 
 
 def extract_job(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from asic_jax.correspondences import pairs as pairs_lib
+from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
 from asic_jax.ops import sampling, tps
@@ -168,13 +169,15 @@ def _render(key, warps, size, num_parts, source_fn):
   return jax.vmap(one)(affine, spline, jax.random.split(k_bg, n), jax.random.split(k_col, n))
 
 
-def _bbox_sizes(masks: np.ndarray) -> np.ndarray:
-  """Max side of each mask's bounding box (pixels), the PCK length of the image."""
-  sizes = []
+def _bboxes(masks: np.ndarray) -> np.ndarray:
+  """`[N, 4]` (x1, y1, x2, y2) tight boxes of the masks' foreground (pixels, inclusive)."""
+  boxes = []
   for mask in masks > 0.5:
     rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    sizes.append(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 if len(rows) else mask.shape[0])
-  return np.asarray(sizes, np.float32)
+    if not len(rows):  # nothing in view: the whole image
+      rows = cols = np.asarray([0, mask.shape[0] - 1])
+    boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+  return np.asarray(boxes, np.float32)
 
 
 def make_synthetic(config: ml_collections.ConfigDict,
@@ -183,7 +186,8 @@ def make_synthetic(config: ml_collections.ConfigDict,
                    num_parts: int,
                    seed: int,
                    source: str | pathlib.Path | None = None,
-                   max_per_image: int = 0) -> collection_lib.Collection:
+                   max_per_image: int = 0,
+                   random_per_image: int = 1) -> collection_lib.Collection:
   """The synthetic collection `config` (`config.data.synthetic`) describes.
 
   Args:
@@ -194,6 +198,7 @@ def make_synthetic(config: ml_collections.ConfigDict,
     seed: everything is drawn from this seed.
     source: an image file to warp instead of the procedural source.
     max_per_image: 0 for every pair, else a k-NN pair graph (`pairs.max_per_image`).
+    random_per_image: of those k partners, how many are random (`pairs.random_per_image`).
 
   Returns:
     A `Collection` with images, masks, parts, pairs with pseudo-matches,
@@ -229,11 +234,15 @@ def make_synthetic(config: ml_collections.ConfigDict,
 
   if max_per_image:  # k-NN pair graph on 8 x 8 thumbnails, as for large real collections
     thumbnails = images.reshape(n, 8, size // 8, 8, size // 8, 3).mean(axis=(2, 4))
-    pairs = pairs_lib.knn_pairs(thumbnails.reshape(n, -1), max_per_image, seed=seed)
+    pairs = pairs_lib.knn_pairs(thumbnails.reshape(n, -1),
+                                max_per_image,
+                                random_per_image=random_per_image,
+                                seed=seed)
   else:
     pairs = collection_lib.all_pairs(n)
   matches = _pseudo_matches(k_match, rng, warps, masks, pairs, config, size)
-  thresholds = _bbox_sizes(masks)
+  bboxes = _bboxes(masks)
+  thresholds = benchmark.thresholds('bbox', size, n, bboxes=bboxes)
   return collection_lib.Collection(name='synthetic',
                                    images=images.astype(np.float32),
                                    names=tuple(f'synthetic_{i:03d}' for i in range(n)),
@@ -247,7 +256,8 @@ def make_synthetic(config: ml_collections.ConfigDict,
                                    thresholds=thresholds,
                                    eval_pairs=collection_lib.eval_pairs_from_keypoints(
                                        keypoints, visible, thresholds),
-                                   threshold_kind='bbox')
+                                   threshold_kind='bbox',
+                                   bboxes=bboxes)
 
 
 def _mask_at(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -272,15 +282,17 @@ def _pseudo_matches(key, rng: np.random.Generator, warps, masks: np.ndarray, pai
 
   @jax.jit
   def transfer(a, b, pixels):
-    points = sampling.pixel_to_normalized(pixels, size)
-    source = jax.vmap(lambda af, sp, v: _backward(af, sp, v))(affine[a],
-                                                              jax.tree.map(lambda t: t[a], spline),
-                                                              points)
-    ends, converged = jax.vmap(_invert,
-                               in_axes=(0, 0, 0, None))(affine[b],
-                                                        jax.tree.map(lambda t: t[b], spline),
-                                                        source, min(size, 64))
-    return sampling.normalized_to_pixel(ends, size), converged
+
+    def one(args):  # one pair: image a's points, their source points, then image b's
+      a, b, pixels = args
+      warp_a = (affine[a], jax.tree.map(lambda t: t[a], spline))
+      warp_b = (affine[b], jax.tree.map(lambda t: t[b], spline))
+      source = _backward(*warp_a, sampling.pixel_to_normalized(pixels, size))
+      ends, converged = _invert(*warp_b, source, min(size, 64))
+      return sampling.normalized_to_pixel(ends, size), converged
+
+    # A few pairs at a time: the inversion's start search holds [M, 4096] distances each.
+    return jax.lax.map(one, (a, b, pixels), batch_size=16)
 
   ends, converged = transfer(pairs[:, 0], pairs[:, 1], starts.astype(np.float32))
   ends = np.asarray(ends)

@@ -421,18 +421,19 @@ def extract(params: dict,
 @functools.partial(jax.jit,
                    static_argnames=('arch', 'layers', 'facet', 'stride', 'saliency',
                                     'saliency_heads', 'query_chunk', 'dtype'))
-def extract_layers(params: dict,
-                   images: jax.Array,
-                   arch: ViTArch,
-                   *,
-                   layers: tuple[int, ...],
-                   facet: Facet = 'key',
-                   stride: int = 2,
-                   saliency: bool = False,
-                   saliency_heads: tuple[int, ...] = SALIENCY_HEADS,
-                   query_chunk: int = 1024,
-                   dtype=jnp.float32) -> tuple[dict[int, jax.Array], jax.Array, jax.Array | None,
-                                               dict[int, jax.Array]]:
+def extract_layers(
+    params: dict,
+    images: jax.Array,
+    arch: ViTArch,
+    *,
+    layers: tuple[int, ...],
+    facet: Facet = 'key',
+    stride: int = 2,
+    saliency: bool = False,
+    saliency_heads: tuple[int, ...] = SALIENCY_HEADS,
+    query_chunk: int = 1024,
+    dtype=jnp.float32
+) -> tuple[dict[int, jax.Array], jax.Array, jax.Array | None, dict[int, jax.Array]]:
   """The facet of several blocks (and the saliency) from ONE forward pass.
 
   ASIC matches with block 9 and segments with block 11 and the saliency of the last

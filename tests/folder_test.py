@@ -1,0 +1,62 @@
+"""A folder with a keypoint JSON: keypoints in the S frame, PCK pairs, threshold switches."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from asic_jax.data import benchmark, folder
+from asic_jax.errors import UserError
+
+
+def _photos(path, sizes=((40, 20), (30, 30), (20, 50))):
+  for i, (w, h) in enumerate(sizes):
+    Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(path / f'p{i}.png')
+
+
+def test_keypoint_json_lands_in_the_square_frame(tmp_path):
+  _photos(tmp_path)
+  (tmp_path / 'keypoints.json').write_text(
+      json.dumps({
+          'p0.png': [[10, 5, 1], [39, 19, 1]],
+          'p1': [[0, 0, 1], [29, 29, 0]],  # by stem too; the second keypoint not visible
+      }))  # p2 is not annotated: nothing visible
+  collection = folder.load_folder(tmp_path, 32)
+  # p0 is 40 x 20: padded by 10 rows on top to 40 x 40, scale 32 / 40 = 0.8; a pixel centre
+  # p lands at (p + pad + 0.5) * 0.8 - 0.5.
+  np.testing.assert_allclose(collection.keypoints[0], [[7.9, 11.9], [31.1, 23.1]], atol=1e-5)
+  np.testing.assert_allclose(collection.keypoints[1, 0], [0.5 * 32 / 30 - 0.5] * 2, atol=1e-5)
+  np.testing.assert_array_equal(collection.visibility, [[1, 1], [1, 0], [0, 0]])
+  assert collection.threshold_kind == 'img' and np.all(collection.thresholds == 32)
+  pairs = collection.eval_pairs
+  assert len(pairs) == 6
+  visible = {(int(a), int(b)): list(v) for a, b, v in zip(pairs.src, pairs.trg, pairs.visible)}
+  assert visible[0, 1] == visible[1, 0] == [True, False]  # both ends annotated
+  assert visible[0, 2] == visible[2, 1] == [False, False]
+  # The keypoints' own box, from the target's visible keypoints only.
+  switched = benchmark.with_threshold(collection, 'kp_bbox')
+  np.testing.assert_allclose(switched.thresholds, [max(31.1 - 7.9, 23.1 - 11.9), 0, 0], atol=1e-5)
+  np.testing.assert_allclose(switched.eval_pairs.thresholds,
+                             switched.thresholds[switched.eval_pairs.trg])
+  with pytest.raises(UserError, match='needs object boxes'):
+    benchmark.with_threshold(collection, 'bbox')
+
+
+@pytest.mark.parametrize('content,message', [
+    ({
+        'nope.png': [[1, 1, 1]]
+    }, "no image 'nope.png'"),
+    ({
+        'p0.png': [[1, 1, 1]],
+        'p1.png': [[1, 1, 1], [2, 2, 1]]
+    }, 'same number of keypoints'),
+    ({
+        'p0.png': [[1, 1]]
+    }, r'\[x, y, visible\] triples'),
+])
+def test_bad_keypoint_json_is_a_clear_error(tmp_path, content, message):
+  _photos(tmp_path)
+  (tmp_path / 'keypoints.json').write_text(json.dumps(content))
+  with pytest.raises(UserError, match=message):
+    folder.load_folder(tmp_path, 32)
