@@ -177,6 +177,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.baseline.bin_hierarchy = -1
 
   c.vis = ml_collections.ConfigDict()  # figures, TensorBoard images and the HTML report
+  c.vis.enabled = True  # False: no figures while training (a sweep of many runs, say)
   c.vis.every = 2000  # figures every this many steps (and at the end); 0: only at the end
   c.vis.size = 128  # resolution of colour maps and dense warps
   c.vis.num_images = 8  # images shown in the per-image figures

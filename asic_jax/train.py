@@ -197,7 +197,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           jax.device_get(dp.local(state.replace(params=None, batch_stats=None, opt_state=None))),
           checkpointer)
       checkpointer.save(step, dp.unreplicate(state), config)
-    if config.vis.every and step % config.vis.every == 0 and step < num_steps:
+    if config.vis.enabled and config.vis.every and step % config.vis.every == 0 and (step
+                                                                                     < num_steps):
       _figures(config, dp.local(state), collection, workdir, writer, step)
   progress.close()
   checkpointer.close()
@@ -220,7 +221,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.add_scalar(f'eval/pck@{alpha}', result['eval']['pck'][alpha], num_steps)
       for k, cycle in result['eval']['k_cycle'].items():
         writer.add_scalar(f'eval/{k}-cypck@0.10', cycle['pck']['0.10'], num_steps)
-  _figures(config, final, collection, workdir, writer, num_steps, flows=flows)
+  if config.vis.enabled:
+    _figures(config, final, collection, workdir, writer, num_steps, flows=flows)
   if primary:
     writer.close()
     log.info('Report: %s', report.write_report(workdir))

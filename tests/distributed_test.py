@@ -18,7 +18,8 @@ OVERRIDES = {
     'optim.eps': 1e-3,
     'train.num_steps': 3,
     'checkpoint.every': 3,
-    'train.log_every': 1
+    'train.log_every': 1,
+    'vis.enabled': False,
 }
 
 

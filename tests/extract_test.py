@@ -37,22 +37,15 @@ def photo_folder(tmp_path_factory) -> pathlib.Path:
 
 
 def _config(model, data_path, cache_dir, **overrides):
-  c = load_config(
-      'folder', **{
-          'data.path': str(data_path),
-          'data.img_size': SIZE,
-          'features.model': str(model),
-          'features.stride': 4,
-          'features.cache_dir': str(cache_dir),
-          'parts.num_parts': 4
-      })
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  settings = {
+      'data.path': str(data_path),
+      'data.img_size': SIZE,
+      'features.model': str(model),
+      'features.stride': 4,
+      'features.cache_dir': str(cache_dir),
+      'parts.num_parts': 4
+  }
+  return load_config('folder', **settings, **overrides)
 
 
 def test_folder_images_are_converted(photo_folder, tmp_path):
@@ -215,7 +208,8 @@ def test_folder_extracts_trains_and_checkpoints(tiny_vit, photo_folder, tmp_path
           'train.batch_size': 4,
           'train.num_steps': 2,
           'checkpoint.every': 2,
-          'train.log_every': 1
+          'train.log_every': 1,
+          'vis.enabled': False
       })
   summary = loaders.extract_job(config, tmp_path / 'run')
   assert json.loads((tmp_path / 'run' / 'extraction.json').read_text()) == summary

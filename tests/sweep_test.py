@@ -53,7 +53,7 @@ def test_tiny_sweep_runs_and_aggregates_into_its_numbers(tmp_path):
   args = [
       '--config=configs/tiny.py', f'--root={tmp_path}', '--config.loss.recon=0.0',
       '--config.optim.eps=0.001', '--config.train.num_steps=4', '--config.checkpoint.every=4',
-      '--config.train.log_every=1'
+      '--config.train.log_every=1', '--config.vis.enabled=False'
   ]
   plan = sweep.main(args)
   records = aggregate.main([f'--root={tmp_path}'])

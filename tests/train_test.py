@@ -22,11 +22,11 @@ from conftest import load_config
 def _tiny(**overrides):
   """configs/tiny.py without the perceptual loss (its own tests cover it).
 
-  Adam's eps is 1e-3 rather than 1e-8: with 1e-8, float rounding noise on
+  No figures (the README run's tests cover them). Adam's eps is 1e-3 rather than 1e-8: with 1e-8, float rounding noise on
   near-zero gradients becomes +-lr sign flips, and the device-count comparison
   would test Adam's conditioning instead of the step.
   """
-  base = {'loss.recon': 0.0, 'optim.eps': 1e-3, 'train.log_every': 1}
+  base = {'loss.recon': 0.0, 'optim.eps': 1e-3, 'train.log_every': 1, 'vis.enabled': False}
   base.update(overrides)
   return load_config('tiny', **base)
 
