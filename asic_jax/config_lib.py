@@ -144,6 +144,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.features.seg_layer = 11  # co-segmentation and parts: this block's facet
   c.features.facet = 'key'
   c.features.masks = 'coseg'  # coseg | none (when the collection brings no masks)
+  c.features.elbow_keep = 'last'  # co-segmentation's k: 'last' (dino-vit-features) | 'previous'
   c.features.saliency_threshold = 0.065  # co-segmentation: a cluster's saliency vote
   c.features.votes_percentage = 20.0  # co-segmentation: % of images voting foreground
   c.features.max_matches = 0  # keep the most similar matches per pair; 0 keeps all
@@ -257,6 +258,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.parts.num_parts >= 1, 'parts.num_parts', '>= 1')
   need(c.pairs.max_per_image >= 0, 'pairs.max_per_image', '>= 0')
   need(c.features.stride >= 1, 'features.stride', '>= 1')
+  need(c.features.elbow_keep in ('last', 'previous'), 'features.elbow_keep', "'last' or 'previous'")
   need(c.eval.threshold in ('', 'bbox', 'img', 'kp_bbox'), 'eval.threshold',
        "'' (the dataset's protocol), 'bbox', 'img' or 'kp_bbox'")
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')

@@ -5,10 +5,9 @@
 value is one readable line and exit status 2.
 """
 
-import logging as stdlib_logging
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from asic_jax import jobs
@@ -65,18 +64,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  # Our progress messages at INFO; libraries (Orbax above all) only at WARNING.
-  logging.set_verbosity(logging.WARNING)
-  handler = stdlib_logging.StreamHandler()
-  handler.setFormatter(stdlib_logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
-  ours = stdlib_logging.getLogger('asic_jax')
-  ours.addHandler(handler)
-  ours.setLevel(stdlib_logging.INFO)
-  ours.propagate = False
   try:
-    # pylint: disable-next=import-outside-toplevel
-    from asic_jax import parallel
-    parallel.initialize_distributed(_CONFIG.value)
+    jobs.setup_process(_CONFIG.value)
     jobs.run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))

@@ -60,6 +60,13 @@ def _read(path: pathlib.Path) -> dict:
   return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _overrides_from_name(name: str) -> dict:
+  """A run's overrides from its workdir name `k=v,k=v` (`launch.sweep`'s naming), for runs
+  a scheduler started from `--print_commands` (they have no `sweep.json`)."""
+  pairs = [item.partition('=') for item in name.split(',')]
+  return {k: v for k, eq, v in pairs if eq} if all(eq for _, eq, _ in pairs) else {}
+
+
 def collect(root: str | pathlib.Path) -> list[dict]:
   """One record per evaluation file under `root`, with the run's dataset and variant."""
   records = []
@@ -69,7 +76,7 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     run = path.parent.parent
     results = _read(path)
     config = _read(run / 'config.json')
-    sweep = _read(run / 'sweep.json').get('overrides', {})
+    sweep = _read(run / 'sweep.json').get('overrides') or _overrides_from_name(run.name)
     data = config.get('data', {})
     variant = sweep.get('variant') or ','.join(
         f'{k}={v}' for k, v in sweep.items()
@@ -98,14 +105,33 @@ def _cell(value) -> str:
   return '–' if value is None else f'{value:.1f}'
 
 
+def _category_order(dataset: str):
+  """SPair's categories in the paper's order; others alphabetically (numbers as numbers)."""
+  if dataset == 'spair':
+    return lambda c: (c not in _SPAIR, _SPAIR.index(c) if c in _SPAIR else 0, c)
+  return lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c)
+
+
+def _warn_duplicates(records: list[dict]) -> None:
+  """Two runs in one table cell would hide one of them: say which."""
+  seen = {}
+  for r in records:
+    key = (r['dataset'], r['method'], r['preset'], r['variant'], r['category'])
+    if key in seen:
+      print(
+          f'warning: {seen[key]} and {r["workdir"]} are the same (dataset, method, preset, '
+          f'variant, category) {key}; the tables show the second, the CSV both',
+          file=sys.stderr)
+    seen[key] = r['workdir']
+
+
 def tables(records: list[dict]) -> str:
   """Markdown: per dataset and metric, rows of (method, variant) by categories and mean."""
   out = ['# Results', '']
   metrics = list(METRICS) + sorted({k for r in records for k in r if k.endswith('cypck@0.10')})
   for dataset in sorted({r['dataset'] for r in records}):
     rows = [r for r in records if r['dataset'] == dataset]
-    categories = sorted({r['category'] for r in rows},
-                        key=lambda c: _SPAIR.index(c) if c in _SPAIR else c)
+    categories = sorted({r['category'] for r in rows}, key=_category_order(dataset))
     groups = sorted({(r['method'], r['preset'], r['variant']) for r in rows})
     for metric in metrics:
       if not any(r.get(metric) is not None for r in rows):
@@ -129,15 +155,16 @@ def tables(records: list[dict]) -> str:
       for method in ('asic', 'dino_nn'):
         paper = PAPER.get((dataset, method, metric))
         if paper:
-          out.append(f'| paper: {method} | paper | | ' +
+          preset = 'paper' if method == 'asic' else '–'
+          out.append(f'| paper: {method} | {preset} | | ' +
                      ' | '.join(_cell(paper.get(c)) for c in categories) +
                      f' | {_cell(paper["mean"])} |')
       if dataset == 'spair' and metric == 'pck@0.10':
-        out.append('| released code (README) | released | | ' + ' | ' * (len(categories) - 1) +
+        out.append('| released code (README) | released | | ' + ' | '.join('–' * len(categories)) +
                    f' | {RELEASED_SPAIR_MEAN} |')
       if metric == 'pck@0.10' and dataset in PAPER_ABLATION:
         for variant, value in PAPER_ABLATION[dataset].items():
-          out.append(f'| paper: asic | paper | {variant} | ' + ' | ' * (len(categories) - 1) +
+          out.append(f'| paper: asic | paper | {variant} | ' + ' | '.join('–' * len(categories)) +
                      f' | {value} |')
       out.append('')
   out.append('Means are unweighted over the categories present. Paper rows: Tables 1-3 of '
@@ -163,6 +190,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       '(default ROOT/summary)')
   args = parser.parse_args(argv)
   records = collect(args.root)
+  _warn_duplicates(records)
   if not records:
     print(f'error: no eval/results.json under {args.root}', file=sys.stderr)
     sys.exit(2)

@@ -5,13 +5,17 @@
   python -m launch.sweep --config=configs/pfwillow.py:presets --print_commands
   python -m launch.sweep --config=configs/tiny.py --config.train.num_steps=50
 
-Each run gets its own workdir, `ROOT/<config>/<overrides>`, named from its overrides
-(`data.category=cat`, `variant=no_kp`, ...), and a `sweep.json` there recording them. Runs
-go one after the other in this process on every local device (compiled programs are
-shared through JAX's persistent cache in `ROOT/.jax_cache`); a run whose workdir already
-holds its final checkpoint is skipped, so an interrupted sweep resumes. `--print_commands`
-prints one `python -m asic_jax.main ...` line per run for an external scheduler instead.
-`--config.a.b=value` applies to every run.
+Each run gets its own workdir, `ROOT/<sweep>/<run>`: `<sweep>` is the config's name with
+its arg's words and the command line's `--config.a.b=value` overrides (which apply to every
+run), `<run>` is named from the run's own overrides (`data.category=cat`, `variant=no_kp`,
+...). A `sweep.json` there records the overrides, the command, the config's hash and
+whether the run finished. Runs go one after the other in this process on every local
+device (compiled programs are shared through JAX's persistent cache in `ROOT/.jax_cache`);
+a finished run is skipped and an unfinished one resumes from its last checkpoint, so an
+interrupted sweep picks up where it stopped; a workdir holding a run of another config is
+an error, never overwritten. `--print_commands` prints one `python -m asic_jax.main ...`
+line per run for an external scheduler instead (`launch.aggregate` reads those runs'
+variants from their workdir names).
 """
 
 import argparse
@@ -92,6 +96,14 @@ def label(overrides: dict) -> str:
   return re.sub(r'[^A-Za-z0-9._=,+-]', '_', text)
 
 
+def sweep_name(config_path: str, arg: str, base_overrides: dict[str, str]) -> str:
+  """The sweep's folder: the config's name, its arg and the command line's overrides, so
+  that sweeps of other collections or settings never share a workdir."""
+  words, flags = config_lib.parse_arg(arg)
+  name = '_'.join([pathlib.Path(config_path).stem] + words + sorted(flags))
+  return name + (f',{label(base_overrides)}' if base_overrides else '')
+
+
 def run_arg(arg: str, overrides: dict) -> str:
   """The config arg of one run: the sweep's words, with the run's preset if it names one."""
   words, flags = config_lib.parse_arg(arg)
@@ -150,8 +162,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
   config_path, _, arg = args.config.partition(':')
   module = load_config_module(config_path)
   runs = expand(module, arg)
-  words, flags = config_lib.parse_arg(arg)
-  root = pathlib.Path(args.root) / '_'.join([pathlib.Path(config_path).stem] + sorted(flags))
+  root = pathlib.Path(args.root) / sweep_name(config_path, arg, base_overrides)
   plan = []
   for overrides in runs:
     workdir = root / label(overrides)
@@ -174,22 +185,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def _run_all(plan: list[dict], root: pathlib.Path) -> None:
   import jax  # pylint: disable=import-outside-toplevel
-  from asic_jax import checkpoint, jobs  # pylint: disable=import-outside-toplevel
+  from asic_jax import eval_run, jobs  # pylint: disable=import-outside-toplevel
+  jobs.setup_process(plan[0]['config'])  # the same for every run: the command line's
   root.mkdir(parents=True, exist_ok=True)
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', str(root / '.jax_cache'))
   for index, p in enumerate(plan, 1):
     workdir, config = pathlib.Path(p['workdir']), p['config']
-    done = checkpoint.Checkpointer(
-        workdir, read_only=True).latest_step() if (workdir / 'checkpoints').exists() else None
-    if config.mode == 'train' and done == config.train.num_steps:
-      print(f'[{index}/{len(plan)}] {workdir}: done, skipped', flush=True)
-      continue
+    record = dict(overrides=p['overrides'],
+                  command=p['command'],
+                  config_hash=eval_run.config_hash(config),
+                  finished=False)
+    marker = workdir / 'sweep.json'
+    if marker.is_file():
+      before = json.loads(marker.read_text())
+      if before.get('config_hash') != record['config_hash']:
+        raise UserError(f'{workdir} holds a run of another config (hash '
+                        f'{before.get("config_hash")}, this sweep\'s run is '
+                        f'{record["config_hash"]}); remove it or give another --root')
+      if before.get('finished'):
+        print(f'[{index}/{len(plan)}] {workdir}: done, skipped', flush=True)
+        continue
     print(f'[{index}/{len(plan)}] {workdir}', flush=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'sweep.json').write_text(
-        json.dumps(dict(overrides=p['overrides'], command=p['command']), indent=2))
+    _write_json(marker, record)
     jobs.run(copy.deepcopy(config), workdir)
+    _write_json(marker, dict(record, finished=True))
+
+
+def _write_json(path: pathlib.Path, value: dict) -> None:
+  """Writes atomically: a crash never leaves half a `sweep.json`."""
+  partial = path.with_suffix('.json.partial')
+  partial.write_text(json.dumps(value, indent=2))
+  partial.replace(path)
 
 
 if __name__ == '__main__':

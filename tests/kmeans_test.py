@@ -125,15 +125,26 @@ def test_assign_matches_numpy_argmin():
 def test_elbow_picks_planted_number_of_clusters(num_clusters):
   rng = np.random.default_rng(10 + num_clusters)
   points, planted = _planted(rng, [40] * num_clusters, dim=16)
-  elbow = kmeans_lib.kmeans_elbow(jnp.asarray(points[::2]),
+  found = {
+      keep:
+          kmeans_lib.kmeans_elbow(jnp.asarray(points[::2]),
                                   jax.random.key(0),
                                   scored=jnp.asarray(points),
                                   max_k=8,
-                                  num_iters=20)
+                                  num_iters=20,
+                                  keep=keep) for keep in ('previous', 'last')
+  }
+  elbow = found['previous']
   assert elbow.k == num_clusters
-  # The search stopped at k + 1, whose objective exceeds 0.975 that of k.
+  # The search stopped at k + 1, whose objective exceeds 0.975 that of k ...
   assert len(elbow.sse) == num_clusters + 1
   assert elbow.sse[-1] > 0.975 * elbow.sse[-2]
   assert all(b <= 0.975 * a for a, b in zip(elbow.sse[:-1], elbow.sse[1:-1]))
+  # ... and dino-vit-features' rule keeps that k + 1, splitting one planted cluster.
+  last = found['last']
+  assert last.k == num_clusters + 1 and len(last.sse) == num_clusters + 1
+  labels, _ = kmeans_lib.assign(jnp.asarray(points), last.result.centroids)
+  pairs = set(zip(np.asarray(labels).tolist(), planted.tolist()))
+  assert len(pairs) == len(set(np.asarray(labels).tolist())) == num_clusters + 1  # each in one
   labels, _ = kmeans_lib.assign(jnp.asarray(points), elbow.result.centroids)
   assert _is_relabelling(np.asarray(labels), planted)

@@ -74,3 +74,54 @@ def test_tiny_sweep_runs_and_aggregates_into_its_numbers(tmp_path):
   again = sweep.main(args)
   assert [p['workdir'] for p in again] == [p['workdir'] for p in plan]
   assert [(log.read_text(), log.stat().st_mtime_ns) for log in logs] == before
+
+
+def _fake_run(workdir: pathlib.Path, dataset: str, category: str, pck: float) -> None:
+  (workdir / 'eval').mkdir(parents=True)
+  (workdir / 'config.json').write_text(json.dumps(dict(data=dict(name=dataset, category=category))))
+  (workdir / 'eval' / 'results.json').write_text(
+      json.dumps(dict(method='asic', preset='paper', pck={
+          '0.10': pck,
+          '0.05': pck / 2
+      })))
+
+
+def test_aggregate_reads_scheduler_runs_by_their_workdir_names(tmp_path, capsys):
+  # PF-WILLOW mixes SPair category names (car, motorbike) with others (duck, winebottle);
+  # runs started from `--print_commands` have no sweep.json: the variant is in the name.
+  plan = sweep.main(['--config=configs/pfwillow.py:ablation', f'--root={tmp_path}', '--dry_run'])
+  scores = {}
+  for i, p in enumerate(p for p in plan if p['overrides']['variant'] in ('complete', 'no_kp')):
+    scores[p['workdir']] = 0.5 + 0.01 * i
+    _fake_run(pathlib.Path(p['workdir']), 'pfwillow', p['overrides']['data.category'],
+              scores[p['workdir']])
+  records = aggregate.main([f'--root={tmp_path}'])
+  assert {r['variant'] for r in records} == {'complete', 'no_kp'}
+  assert {r['workdir']: r['pck@0.10'] / 100 for r in records} == pytest.approx(scores)
+  table = (tmp_path / 'summary.md').read_text()
+  assert '| method | preset | variant | car | duck | motorbike | winebottle | mean |' in table
+  rows = [line for line in table.splitlines() if line.startswith('| asic | paper | no_kp |')]
+  mean = 100 * sum(v for w, v in scores.items() if 'no_kp' in w) / 4
+  assert len(rows) == 2 and rows[0].endswith(f'| {mean:.1f} |')  # PCK@0.10 and @0.05 tables
+  assert 'warning' not in capsys.readouterr().err
+
+
+def test_sweeps_of_other_collections_or_overrides_get_other_workdirs(tmp_path):
+  dirs = {
+      sweep.main([f'--config={spec}', f'--root={tmp_path}', '--dry_run', *extra])[0]['workdir']
+      for spec, extra in [('configs/samurai.py:duck',
+                           []), ('configs/samurai.py:car',
+                                 []), ('configs/tiny.py',
+                                       []), ('configs/tiny.py', ['--config.train.num_steps=9'])]
+  }
+  assert len(dirs) == 4
+
+
+def test_a_workdir_of_another_config_is_an_error_not_overwritten(tmp_path):
+  plan = sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run'])
+  marker = pathlib.Path(plan[0]['workdir']) / 'sweep.json'
+  marker.parent.mkdir(parents=True)
+  marker.write_text(json.dumps(dict(config_hash='0123456789ab', finished=True)))
+  with pytest.raises(UserError, match='holds a run of another config'):
+    sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}'])
+  assert json.loads(marker.read_text())['config_hash'] == '0123456789ab'

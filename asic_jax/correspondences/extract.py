@@ -78,6 +78,7 @@ def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
               seg_layer=f.seg_layer,
               facet=f.facet,
               masks=f.masks,
+              elbow_keep=f.elbow_keep,
               saliency_threshold=f.saliency_threshold,
               votes_percentage=f.votes_percentage,
               num_parts=config.parts.num_parts,
@@ -147,6 +148,7 @@ def _masks_and_parts(collection, descriptors: Descriptors, config):
                                    descriptors.centers,
                                    size,
                                    seed=config.seed,
+                                   elbow_keep=f.elbow_keep,
                                    threshold=f.saliency_threshold,
                                    votes_percentage=f.votes_percentage)
     masks, foreground = np.asarray(coseg.masks), np.asarray(coseg.foreground)

@@ -214,15 +214,18 @@ def kmeans_elbow(sample: jax.Array,
                  max_k: int = 14,
                  elbow: float = 0.975,
                  num_iters: int = 100,
-                 num_init: int = 5) -> Elbow:
+                 num_init: int = 5,
+                 keep: str = 'last') -> Elbow:
   """k-means for k = 1, 2, ... with the number of clusters chosen by the elbow rule.
 
   The objective of each k is the mean squared distance of `scored` to the nearest centroid
   fitted on `sample`, as dino-vit-features scores all descriptors after fitting a subsample.
-  The search stops at the first k whose objective exceeds `elbow` times that of k - 1 and keeps
-  k - 1, the last k that still paid off. dino-vit-features keeps the k that stopped the search
-  (one cluster more); we follow the textbook elbow, which recovers the planted number of
-  well-separated clusters. Without a stop, `max_k` is kept. One program is compiled for all k.
+  The search stops at the first k whose objective exceeds `elbow` times that of k - 1.
+  `keep='last'` keeps that k, as dino-vit-features (and so the released ASIC code) does: one
+  cluster more than the planted number of well-separated clusters, which co-segmentation's
+  saliency vote absorbs, and never k = 1 (a single cluster makes every mask all or nothing).
+  `keep='previous'` keeps k - 1, the textbook elbow: the last k that still paid off. Without
+  a stop, `max_k` is kept. One program is compiled for all k.
 
   Args:
     sample: `[M, C]` points the centroids are fitted on.
@@ -232,10 +235,13 @@ def kmeans_elbow(sample: jax.Array,
     elbow: the ratio of successive objectives that stops the search.
     num_iters: Lloyd iterations per run.
     num_init: seedings per k.
+    keep: 'last' (the k that stopped the search) or 'previous' (k - 1).
 
   Returns:
     `Elbow`: the kept k, its `KMeans` on `sample`, and the objectives computed.
   """
+  if keep not in ('last', 'previous'):
+    raise ValueError(f"keep must be 'last' or 'previous', got {keep!r}")
   max_k = min(max_k, sample.shape[0])
   _check(sample, max_k, num_iters, num_init)
   scored = sample if scored is None else scored
@@ -250,7 +256,10 @@ def kmeans_elbow(sample: jax.Array,
                                        num_iters=num_iters,
                                        num_init=num_init)
     curve.append(float(objective))
-    if k > 1 and curve[-1] > elbow * curve[-2]:
+    stop = k > 1 and curve[-1] > elbow * curve[-2]
+    if stop and keep == 'previous':
       break
     kept = KMeans(result.centroids[:k], result.labels, result.sse)
+    if stop:
+      break
   return Elbow(len(kept.centroids), kept, np.asarray(curve))

@@ -7,8 +7,9 @@ Parts follow its `parts_from_feat`: k-means of the foreground descriptors into `
 then every pixel takes its nearest part centroid. Deliberate differences from it:
 
 * k-means is ours (`kmeans.py`, k-means++ and a few seedings) instead of faiss.
-* The elbow keeps k - 1 at the first k that gains less than 1 - `elbow`; dino-vit-features
-  keeps that k (see `kmeans.kmeans_elbow`).
+* The elbow keeps the first k that gains less than 1 - `elbow` over k - 1, as
+  dino-vit-features does (`elbow_keep='last'`, the default); `'previous'` keeps k - 1, the
+  textbook elbow (see `kmeans.kmeans_elbow`).
 * Votes: dino-vit-features' co-segmentation asks for 75 % of the images; the released ASIC
   asks for 20 % in the foreground stage of its part co-segmentation (`parts_votes_percentage`,
   with its masks in the role of saliency). We default to 20 % as DESIGN asks; it is an argument.
@@ -119,6 +120,7 @@ def cosegment(descriptors: jax.Array,
               seed: int = 0,
               max_clusters: int = 14,
               elbow: float = 0.975,
+              elbow_keep: str = 'last',
               threshold: float = 0.065,
               votes_percentage: float = 20.0,
               sample_interval: int = 100,
@@ -134,6 +136,8 @@ def cosegment(descriptors: jax.Array,
     seed: seeds every random choice (k-means seedings).
     max_clusters: the largest k the elbow search tries.
     elbow: the ratio of successive k-means objectives that stops the search.
+    elbow_keep: 'last' keeps the k that stopped the search (dino-vit-features), 'previous'
+      the k before it.
     threshold: a cluster's mean saliency in an image must exceed this for that image's vote.
     votes_percentage: a cluster is foreground with votes from at least
       ceil(N x votes_percentage / 100) images (an image without the cluster does not vote).
@@ -160,6 +164,7 @@ def cosegment(descriptors: jax.Array,
                                   scored=everything,
                                   max_k=max_clusters,
                                   elbow=elbow,
+                                  keep=elbow_keep,
                                   num_iters=num_iters,
                                   num_init=num_init)
   labels, _ = kmeans_lib.assign(everything, found.result.centroids)
