@@ -95,3 +95,20 @@ def test_integer_pixels_convert_like_floats():
   pixels = jnp.asarray([[3, 4], [0, 6]], jnp.int32)
   np.testing.assert_allclose(sampling.pixel_to_normalized(pixels, 7),
                              sampling.pixel_to_normalized(pixels.astype(jnp.float32), 7))
+
+
+def test_border_padding_gradient_is_zero_on_and_beyond_the_edges():
+  # PyTorch's clip_coordinates_set_grad: d(clipped)/d(x) is 0 for x <= 0 and x >= W - 1
+  # (edges included), 1 strictly inside; a central difference checks the inside.
+  image = jnp.asarray(np.random.default_rng(0).standard_normal((4, 5, 1)), jnp.float32)
+
+  def value(x, y):
+    return sampling.grid_sample(image, jnp.stack([x, y])[None], 'border')[0, 0]
+
+  for x, y in [(1.0, 0.3), (-1.0, 0.3), (1.2, -0.1), (0.4, 1.0), (0.4, -1.0), (0.4, -1.3)]:
+    gx, gy = jax.grad(value, argnums=(0, 1))(jnp.float32(x), jnp.float32(y))
+    assert (gx == 0.0) == (abs(x) >= 1.0) and (gy == 0.0) == (abs(y) >= 1.0), (x, y, gx, gy)
+  eps = 1e-3
+  gx = jax.grad(value)(jnp.float32(0.1), jnp.float32(0.3))
+  numeric = (value(0.1 + eps, 0.3) - value(0.1 - eps, 0.3)) / (2 * eps)
+  np.testing.assert_allclose(gx, numeric, rtol=1e-3)

@@ -68,6 +68,13 @@ def identity_grid(height: int, width: int, dtype=jnp.float32) -> jax.Array:
   return jnp.stack(jnp.meshgrid(xs, ys, indexing='xy'), axis=-1)
 
 
+def _clip_without_gradient_at_edges(v: jax.Array, high: float) -> jax.Array:
+  """`clip(v, 0, high)` whose gradient is 1 strictly inside and 0 elsewhere, edges included
+  (PyTorch's `clip_coordinates_set_grad`; `jnp.clip` would pass a gradient at the edges)."""
+  inside = (v > 0.0) & (v < high)
+  return jnp.where(inside, v, jax.lax.stop_gradient(jnp.clip(v, 0.0, high)))
+
+
 def grid_sample(image: jax.Array, coords: jax.Array, padding: Padding = 'zeros') -> jax.Array:
   """Bilinear sampling of one image at normalised points.
 
@@ -92,8 +99,8 @@ def grid_sample(image: jax.Array, coords: jax.Array, padding: Padding = 'zeros')
   x = (coords[..., 0] + 1.0) * (0.5 * (width - 1))
   y = (coords[..., 1] + 1.0) * (0.5 * (height - 1))
   if padding == 'border':
-    x = jnp.clip(x, 0.0, width - 1.0)
-    y = jnp.clip(y, 0.0, height - 1.0)
+    x = _clip_without_gradient_at_edges(x, width - 1.0)
+    y = _clip_without_gradient_at_edges(y, height - 1.0)
   x0 = jnp.floor(x)
   y0 = jnp.floor(y)
   wx1 = x - x0
