@@ -20,9 +20,12 @@ class Checkpointer:
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+    # cleanup_tmp_directories: a save a killed process left unfinished (Orbax's temporary
+    # folder, never trusted as a checkpoint) is removed when the run resumes.
     options = ocp.CheckpointManagerOptions(max_to_keep=keep,
                                            create=not read_only,
-                                           read_only=read_only)
+                                           read_only=read_only,
+                                           cleanup_tmp_directories=not read_only)
     self._manager = ocp.CheckpointManager(self.directory,
                                           options=options,
                                           item_names=('state', 'config'))

@@ -9,6 +9,8 @@ and changes what its dataset needs. The arg is a comma list: positional words
 Every value can be overridden on the command line, `--config.train.num_steps=100`.
 """
 
+import math
+
 import ml_collections
 
 # Presets a config arg may name, and the sweeps of `launch.sweep` (which a config's
@@ -44,6 +46,15 @@ def parse_arg(arg: str | None) -> tuple[list[str], set[str]]:
   words = [w.strip() for w in (arg or '').split(',') if w.strip()]
   flags = {w for w in words if w in PRESETS + SWEEPS}
   return [w for w in words if w not in flags], flags
+
+
+def no_words(arg: str | None, config_file: str) -> None:
+  """For configs that take only presets: a word they would ignore (a typo of `released`,
+  say) is an error naming it."""
+  words, _ = parse_arg(arg)
+  if words:
+    from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+    raise UserError(f'{config_file} takes only {PRESETS + SWEEPS} in its arg, got {words}')
 
 
 def category_sweep(add, arg: str | None, categories) -> None:
@@ -238,9 +249,18 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.checkpoint.keep >= 1, 'checkpoint.keep', '>= 1')
   need(c.optim.schedule in ('constant', 'cosine_restarts'), 'optim.schedule',
        "'constant' or 'cosine_restarts'")
+  need(math.isfinite(c.optim.lr) and c.optim.lr > 0, 'optim.lr', 'a finite number > 0')
+  need(0 <= c.optim.b1 < 1, 'optim.b1', 'in [0, 1)')
+  need(0 <= c.optim.b2 < 1, 'optim.b2', 'in [0, 1)')
+  need(c.optim.eps > 0, 'optim.eps', '> 0')
   need(c.optim.period > 0, 'optim.period', '> 0')
   need(c.optim.period_mult >= 1, 'optim.period_mult', '>= 1')
   need(c.loss.form in ('paper', 'released'), 'loss.form', "'paper' or 'released'")
+  need(c.preset in PRESETS, 'preset', f'one of {PRESETS}')
+  need(
+      c.preset != 'released' or c.loss.form == 'released', 'preset',
+      "set through the config arg (--config=configs/<name>.py:released): "
+      "--config.preset alone would only relabel a run of the paper's settings")
   need(c.loss.perceptual in ('lpips', 'vgg_ssl'), 'loss.perceptual', "'lpips' or 'vgg_ssl'")
   for term in ('kp', 'equi', 'tv', 'recon', 'mask', 'parts'):
     need(c.loss[term] >= 0, f'loss.{term}', '>= 0')

@@ -5,6 +5,7 @@
 value is one readable line and exit status 2.
 """
 
+import re
 import sys
 
 from absl import app, flags
@@ -26,6 +27,18 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def _name_overrides(argv: list[str], message: str) -> str:
+  """ml_collections names only the missing key's last part ('every'): name the whole
+  `--config.a.b` arguments that hold it (`--config.optim.every`) before its message."""
+  key = next(iter(re.findall(r'[A-Za-z_]\w*', message)), '')
+  named = [
+      item.split('=', 1)[0]
+      for item in argv
+      if item.startswith('--config.') and key in item.split('=', 1)[0].split('.')[1:]
+  ]
+  return f"{', '.join(named)} ({message})" if named else message
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with one-line errors instead of tracebacks."""
   try:
@@ -43,7 +56,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except (AttributeError, KeyError) as e:
     # ml_collections raises these for `--config.<key>` naming no config field.
     message = str(e).strip('\'"').replace('\\n', ' ').replace("\\'", "'")
-    fail(f'unknown config field in the command line: {message}')
+    fail(f'unknown config field in the command line: {_name_overrides(argv, message)}')
   try:
     config = _CONFIG.value
     has_mode = config is not None and hasattr(config, 'mode')

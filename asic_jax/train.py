@@ -88,13 +88,21 @@ class MetricsLog:
       f.write(json.dumps(record) + '\n')
 
   def truncate(self, step: int) -> None:
-    """Drops records after `step`: a run resumed from an earlier checkpoint logs them again."""
+    """Drops records after `step`: a run resumed from an earlier checkpoint logs them again.
+    A line a killed run left half-written is dropped too; the file is replaced atomically."""
     if self.path.exists():
-      kept = [
-          line for line in self.path.read_text().splitlines()
-          if line.strip() and json.loads(line)['step'] <= step
-      ]
-      self.path.write_text(''.join(line + '\n' for line in kept))
+      kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
+      partial = self.path.with_suffix('.jsonl.partial')
+      partial.write_text(''.join(line + '\n' for line in kept))
+      partial.replace(self.path)
+
+
+def _step_of(line: str) -> float:
+  """The step of a metrics line; infinity for one that does not parse (dropped)."""
+  try:
+    return json.loads(line)['step']
+  except (ValueError, KeyError, TypeError):
+    return float('inf')
 
 
 def _check_finite(state: TrainState, checkpointer: checkpoint.Checkpointer) -> None:
@@ -113,12 +121,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains on the collection `config.data` names; returns the final metrics (and PCK)."""
   workdir = pathlib.Path(workdir)
   primary = parallel.is_primary()  # across hosts only process 0 writes files
+
+  # Collection and devices (a bad dataset or figure setting stops here, with nothing written).
+  collection = loaders.load(config)
+  if config.vis.enabled:
+    visualize.check_settings(config, collection)
   if primary:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / 'config.json').write_text(config.to_json(indent=2))
-
-  # Collection and devices.
-  collection = loaders.load(config)
   data = device_data(collection, config.parts.num_parts)
   dp = parallel.DataParallel(config.parallel)
   dp.check_divisible(config.train.batch_size // 2)
@@ -169,39 +179,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                   desc='train',
                   dynamic_ncols=True,
                   disable=None if primary else True)
-  for i in progress:
-    state, metrics = step_fn(state, data, frozen)
-    step = i + 1
-    if i == start:
-      # The first step compiles; steps_per_s counts from its end.
-      jax.block_until_ready(state)
-      last_time, last_step = time.perf_counter(), step
-      log.info('First step (compilation included) took %.1f s', last_time - begin)
-    if step % config.train.log_every == 0 or step == num_steps:
-      host = jax.device_get(dp.local((state.bad_step, state.bad_term, metrics)))
-      _check_finite(TrainState(0, None, None, None, *host[:2]), checkpointer)
-      now = time.perf_counter()
-      record = {k: float(v) for k, v in host[2].items()}
-      record['step'] = step
-      if step > last_step:
-        record['steps_per_s'] = (step - last_step) / max(now - last_time, 1e-9)
-        last_time, last_step = now, step
-      if primary:
-        metrics_log.write(record)
-        for name, value in record.items():
-          if name != 'step':
-            writer.add_scalar(f'train/{name}', value, step)
-      progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
-    if step % config.checkpoint.every == 0 or step == num_steps:
-      _check_finite(
-          jax.device_get(dp.local(state.replace(params=None, batch_stats=None, opt_state=None))),
-          checkpointer)
-      checkpointer.save(step, dp.unreplicate(state), config)
-    if config.vis.enabled and config.vis.every and step % config.vis.every == 0 and (step
-                                                                                     < num_steps):
-      _figures(config, dp.local(state), collection, workdir, writer, step)
-  progress.close()
-  checkpointer.close()
+  try:
+    for i in progress:
+      state, metrics = step_fn(state, data, frozen)
+      step = i + 1
+      if i == start:
+        # The first step compiles; steps_per_s counts from its end.
+        jax.block_until_ready(state)
+        last_time, last_step = time.perf_counter(), step
+        log.info('First step (compilation included) took %.1f s', last_time - begin)
+      if step % config.train.log_every == 0 or step == num_steps:
+        host = jax.device_get(dp.local((state.bad_step, state.bad_term, metrics)))
+        _check_finite(TrainState(0, None, None, None, *host[:2]), checkpointer)
+        now = time.perf_counter()
+        record = {k: float(v) for k, v in host[2].items()}
+        record['step'] = step
+        if step > last_step:
+          record['steps_per_s'] = (step - last_step) / max(now - last_time, 1e-9)
+          last_time, last_step = now, step
+        if primary:
+          metrics_log.write(record)
+          for name, value in record.items():
+            if name != 'step':
+              writer.add_scalar(f'train/{name}', value, step)
+        progress.set_postfix(total=f"{record['total']:.4f}", refresh=False)
+      if step % config.checkpoint.every == 0 or step == num_steps:
+        _check_finite(
+            jax.device_get(dp.local(state.replace(params=None, batch_stats=None, opt_state=None))),
+            checkpointer)
+        checkpointer.save(step, dp.unreplicate(state), config)
+      if config.vis.enabled and config.vis.every and step % config.vis.every == 0 and (step
+                                                                                       < num_steps):
+        _figures(config, dp.local(state), collection, workdir, writer, step)
+  finally:  # an exception or Ctrl-C still lets a started save finish
+    progress.close()
+    checkpointer.close()
 
   result = {k: float(v) for k, v in jax.device_get(dp.local(metrics)).items()}
   final = dp.local(state)

@@ -439,6 +439,16 @@ def log_figures(writer: Any, figures: Figures, step: int) -> None:
     writer.add_image(f'figures/{name}', image, step, dataformats='HWC')
 
 
+def check_settings(config: ml_collections.ConfigDict,
+                   collection: collection_lib.Collection) -> None:
+  """Reads the figure and edit settings (`vis.pairs`, `edit.image`, `edit.on`) against the
+  collection now, so that a mistake stops a training run before it trains, not after."""
+  choose_pairs(config.vis, collection.names, config.seed)
+  if config.edit.image:
+    load_edit(config.edit.image)
+    edit_index(str(config.edit.on), collection.names)
+
+
 def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """`config.mode='visualize'`: figures, edits and the report of the latest (or
   `eval.step`) checkpoint in `workdir`.

@@ -10,4 +10,5 @@ from asic_jax import config_lib
 
 
 def get_config(arg: str = ''):
+  config_lib.no_words(arg, 'configs/base.py')
   return config_lib.base_config(arg)

@@ -13,6 +13,7 @@ from asic_jax import config_lib
 
 
 def get_config(arg: str = ''):
+  config_lib.no_words(arg, 'configs/folder.py')
   c = config_lib.base_config(arg)
   c.data.name = 'folder'
   return c

@@ -11,6 +11,7 @@ from asic_jax import config_lib
 
 
 def get_config(arg: str = ''):
+  config_lib.no_words(arg, 'configs/tiny.py')
   c = config_lib.base_config(arg)
   c.train.num_steps = 20
   c.train.batch_size = 4

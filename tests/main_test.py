@@ -28,7 +28,9 @@ def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
 
 
 @pytest.mark.parametrize('args,message', [
-    (['--config.train.num_stepz=3'], "unknown config field in the command line: 'num_stepz'"),
+    (['--config.train.num_stepz=3'
+     ], "unknown config field in the command line: --config.train.num_stepz ('num_stepz'"),
+    (['--config.optim.every=3'], 'unknown config field in the command line: --config.optim.every'),
     (['--config.train.num_steps=abc'], 'invalid literal for int()'),
     (['--config.mode=fly'], "config.mode must be one of"),
     (['--config.data.name=nowhere'], "config.data.name must be one of"),
@@ -99,3 +101,44 @@ def test_every_mode_is_dispatched():
   config = load_config('tiny', mode='nonsense')
   with pytest.raises(UserError, match=r"\['baseline', 'eval', 'extract', 'train', 'visualize'\]"):
     jobs.run(config, '/tmp/unused')
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('preset', 'released', 'config.preset must be set through the config arg'),
+    ('preset', 'fancy', r"config.preset must be one of \('paper', 'released'\)"),
+    ('optim.lr', float('nan'), 'config.optim.lr must be a finite number > 0, got nan'),
+    ('optim.b2', 1.0, r'config.optim.b2 must be in \[0, 1\)'),
+    ('features.elbow_keep', 'first', "config.features.elbow_keep must be 'last' or 'previous'"),
+])
+def test_bad_values_are_named_before_anything_runs(field, value, message):
+  from asic_jax import config_lib  # pylint: disable=import-outside-toplevel
+  config_lib.validate(load_config('tiny'))
+  with pytest.raises(UserError, match=message):
+    config_lib.validate(load_config('tiny', **{field: value}))
+
+
+@pytest.mark.parametrize('name', ['base', 'folder', 'tiny'])
+def test_a_word_the_config_would_ignore_is_an_error(name):
+  assert load_config(name, 'released').preset == 'released'
+  with pytest.raises(UserError, match=f"configs/{name}.py takes only .* got \\['relesed'\\]"):
+    load_config(name, 'relesed')
+
+
+def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):
+  from asic_jax import jobs  # pylint: disable=import-outside-toplevel
+  config = load_config('tiny', **{'vis.pairs': 'nobody-nothing'})
+  with pytest.raises(UserError, match='nobody'):
+    jobs.run(config, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()  # nothing written, not even config.json
+
+
+def test_metrics_log_resume_drops_later_and_half_written_lines(tmp_path):
+  from asic_jax import train  # pylint: disable=import-outside-toplevel
+  log = train.MetricsLog(tmp_path)
+  for step in (5, 10, 15):
+    log.write({'step': step, 'total': 1.0})
+  with log.path.open('a') as f:
+    f.write('{"step": 20, "tot')  # a kill in mid-write
+  log.truncate(10)
+  assert [json.loads(line)['step'] for line in log.path.read_text().splitlines()] == [5, 10]
+  assert not list(tmp_path.glob('*.partial'))
