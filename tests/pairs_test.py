@@ -34,3 +34,21 @@ def test_k_at_least_n_minus_one_is_all_pairs():
   assert len(pairs.knn_pairs(np.eye(5), 4)) == 10
   with pytest.raises(ValueError, match='max_per_image'):
     pairs.knn_pairs(np.eye(5), 0)
+
+
+def test_identical_images_are_never_paired():
+  rng = np.random.default_rng(0)
+  images = rng.random((6, 8, 8, 3)).astype(np.float32)
+  images[4] = images[1]  # the same file twice (PF-WILLOW's car(M) and car(S) share 10)
+  names = tuple('abcdef')
+  with pytest.warns(UserWarning, match='1 pairs of identical images are not paired: b = e'):
+    every = pairs.training_pairs(images, names=names)
+  assert len(every) == 15 - 1 and [1, 4] not in every.tolist()
+  with pytest.warns(UserWarning):
+    graph = pairs.training_pairs(images,
+                                 2,
+                                 global_descriptors=images.reshape(6, -1),
+                                 random_per_image=1,
+                                 names=names)
+  assert [1, 4] not in graph.tolist()  # though each is the other's nearest neighbour
+  assert np.bincount(graph.ravel(), minlength=6).min() >= 2

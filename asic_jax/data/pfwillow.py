@@ -10,7 +10,9 @@ motorbike, winebottle) is the collection of its sub-folders' images (30, 10,
 30, 30); `groups` holds each image's sub-folder index in `SUBFOLDERS`, and the
 evaluation pairs are all ordered pairs within each sub-folder (10 x 9 per
 folder, 900 over the dataset). Stems repeat across sub-folders (car(M) and
-car(S) both hold Cars_000a), so an image's name is '<sub-folder>_<stem>'.
+car(S) both hold Cars_000a: the same file, as are all 30 repeated stems), so an image's
+name is '<sub-folder>_<stem>'. Both copies stay (each sub-folder's evaluation pairs need
+them); training never pairs a file with its copy (`correspondences.pairs`).
 The default PCK threshold is `kp_bbox` (every keypoint is annotated).
 """
 

@@ -232,14 +232,13 @@ def make_synthetic(config: ml_collections.ConfigDict,
   visible = inside & _mask_at(masks, keypoints)
   keypoints = np.where(visible[..., None], keypoints, 0.0).astype(np.float32)
 
-  if max_per_image:  # k-NN pair graph on 8 x 8 thumbnails, as for large real collections
-    thumbnails = images.reshape(n, 8, size // 8, 8, size // 8, 3).mean(axis=(2, 4))
-    pairs = pairs_lib.knn_pairs(thumbnails.reshape(n, -1),
-                                max_per_image,
-                                random_per_image=random_per_image,
-                                seed=seed)
-  else:
-    pairs = collection_lib.all_pairs(n)
+  # With max_per_image, the k-NN pair graph on 8 x 8 thumbnails, as for large real collections.
+  thumbnails = images.reshape(n, 8, size // 8, 8, size // 8, 3).mean(axis=(2, 4))
+  pairs = pairs_lib.training_pairs(images,
+                                   max_per_image,
+                                   global_descriptors=thumbnails.reshape(n, -1),
+                                   random_per_image=random_per_image,
+                                   seed=seed)
   matches = _pseudo_matches(k_match, rng, warps, masks, pairs, config, size)
   bboxes = _bboxes(masks)
   thresholds = benchmark.thresholds('bbox', size, n, bboxes=bboxes)
