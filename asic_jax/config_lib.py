@@ -176,7 +176,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.threshold = ''  # '' = the dataset's protocol; else bbox | img | kp_bbox
   c.eval.cycle_ks = (2, 3, 4)  # k of k-CyPCK
   c.eval.cycle_tuples = 200  # seeded tuples per k (config.seed)
-  c.eval.cycle_points = 64  # foreground points per tuple, without keypoints
+  c.eval.cycle_points = 64  # without keypoints: a grid of about this many points (8 x 8)
   c.eval.chunk = 8  # image pairs per transfer call (memory only)
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 

@@ -118,15 +118,14 @@ def score(collection: collection_lib.Collection, transfer_fn: evaluate.TransferF
     else:
       masks = collection.masks if collection.masks is not None else np.ones(
           collection.images.shape[:3], np.float32)
-      values = evaluate.cycle_consistency(transfer_fn,
-                                          tuples,
-                                          masks,
-                                          collection.size,
-                                          points=e.cycle_points,
-                                          seed=config.seed)
+      values, counted = evaluate.cycle_consistency(transfer_fn,
+                                                   tuples,
+                                                   masks,
+                                                   collection.size,
+                                                   points=e.cycle_points)
       cycles[str(k)] = dict(pck=_curve(values),
                             num_tuples=len(tuples),
-                            num_keypoints=len(tuples) * e.cycle_points,
+                            num_keypoints=counted,
                             metric=f'{k}-cycle self-consistency (alpha * S)')
   out['k_cycle'] = cycles
   return out

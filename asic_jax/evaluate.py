@@ -194,24 +194,27 @@ def cycle_consistency(transfer_fn: TransferFn,
                       size: int,
                       *,
                       points: int = 64,
-                      alphas=ALPHAS,
-                      seed: int = 0) -> np.ndarray:
+                      alphas=ALPHAS) -> tuple[np.ndarray, int]:
   """Without ground truth: the fraction of foreground points that come back home.
 
-  `points` foreground pixels of each tuple's first image are chained round the tuple;
-  a point is consistent iff its return lands within alpha * S of where it started.
+  A regular g x g grid of pixels (g = round(sqrt(points))) over each tuple's first image; its foreground points (mask >= 0.5; every point when the image has none) are
+  chained round the tuple, and a point is consistent iff its return lands within
+  alpha * S of where it started.
+
+  Returns:
+    (`[len(alphas)]` fractions, the number of points that counted).
   """
-  rng = np.random.default_rng(seed)
-  starts = []
-  for image in tuples[:, 0]:
-    fg = np.argwhere(np.asarray(masks[image]) >= 0.5)[:, ::-1]
-    if not len(fg):
-      fg = np.argwhere(np.ones_like(masks[image], bool))[:, ::-1]
-    starts.append(fg[rng.choice(len(fg), size=points, replace=len(fg) < points)])
-  starts = np.asarray(starts, np.float32)
+  side = max(int(round(np.sqrt(points))), 1)
+  # Whole pixels (the centres of g x g cells), as a transfer's predictions are.
+  centres = np.minimum(np.floor((np.arange(side) + 0.5) * size / side), size - 1).astype(int)
+  pixels = np.stack(np.meshgrid(centres, centres, indexing='xy'), -1).reshape(-1, 2)
+  grid = pixels.astype(np.float32)
+  inside = np.asarray(masks)[tuples[:, 0]][:, pixels[:, 1], pixels[:, 0]] >= 0.5
+  visible = inside | ~inside.any(axis=1, keepdims=True)
+  starts = np.broadcast_to(grid, (len(tuples),) + grid.shape).astype(np.float32)
   back = chain(transfer_fn, tuples, starts)[-1]
-  return pck(back, starts, np.ones(starts.shape[:2], bool), np.full(len(tuples), float(size)),
-             alphas)
+  values = pck(back, starts, visible, np.full(len(tuples), float(size)), alphas)
+  return values, int(visible.sum())
 
 
 @functools.partial(jax.jit, static_argnames=('chunk',))

@@ -151,8 +151,28 @@ def test_cycle_consistency_of_identity_flows_is_one():
   fn = lambda s, t, p: np.asarray(
       evaluate.transfer_pairs(flows, None, jnp.asarray(s), jnp.asarray(t), jnp.asarray(p)))
   tuples = evaluate.sample_tuples(3, 3, 4)
-  values = evaluate.cycle_consistency(fn, tuples, np.ones((3, size, size)), size, points=5)
+  masks = np.ones((3, size, size))
+  masks[:, :, 4:] = 0  # the right half is background: a 4 x 4 grid keeps its left 2 columns
+  values, counted = evaluate.cycle_consistency(fn, tuples, masks, size, points=16)
   np.testing.assert_array_equal(values, 1.0)
+  assert counted == len(tuples) * 8
+
+
+def test_cycle_consistency_counts_points_that_do_not_return():
+  # A transfer that moves every point 3 px right on the way out and not at all on the way
+  # back: each point returns 3 px off, beyond alpha * S = 2 px at alpha 0.25, within 4 px
+  # at 0.5.
+  size = 8
+  fn = lambda s, t, p: np.asarray(p) + np.where(s[:, None, None] == 0, [3.0, 0.0], 0.0)
+  tuples = np.asarray([[0, 1]])
+  values, counted = evaluate.cycle_consistency(fn,
+                                               tuples,
+                                               np.ones((2, size, size)),
+                                               size,
+                                               points=4,
+                                               alphas=(0.25, 0.5))
+  np.testing.assert_array_equal(values, [0.0, 1.0])
+  assert counted == 4
 
 
 def test_dino_nearest_patch_equals_brute_force():

@@ -176,7 +176,7 @@ def _bboxes(masks: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
     if not len(rows):  # nothing in view: the whole image
       rows = cols = np.asarray([0, mask.shape[0] - 1])
-    boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+    boxes.append([cols[0], rows[0], cols[-1], rows[-1]])
   return np.asarray(boxes, np.float32)
 
 
@@ -273,10 +273,11 @@ def _pseudo_matches(key, rng: np.random.Generator, warps, masks: np.ndarray, pai
   m = int(config.matches_per_pair)
   affine, spline = warps
   fg = [np.argwhere(mask > 0.5)[:, ::-1].astype(np.float32) for mask in masks]  # (x, y) pixels
-  starts = []
+  starts, real = [], []
   for a, _ in pairs:
     choice = rng.choice(len(fg[a]), size=min(m, len(fg[a])), replace=False)
     starts.append(np.pad(fg[a][choice], ((0, m - len(choice)), (0, 0))))
+    real.append(np.arange(m) < len(choice))  # rows past a's foreground are padding
   starts = np.asarray(starts) + rng.uniform(-0.5, 0.5, size=(len(pairs), m, 2))
 
   @jax.jit
@@ -295,7 +296,7 @@ def _pseudo_matches(key, rng: np.random.Generator, warps, masks: np.ndarray, pai
 
   ends, converged = transfer(pairs[:, 0], pairs[:, 1], starts.astype(np.float32))
   ends = np.asarray(ends)
-  valid = (np.asarray(converged) & np.all(
+  valid = (np.asarray(real) & np.asarray(converged) & np.all(
       (ends >= 0) & (ends <= size - 1), axis=-1) & _mask_at(masks[pairs[:, 1]], ends))
   ends = ends + rng.normal(scale=float(config.noise_px), size=ends.shape)
   outlier = rng.uniform(size=valid.shape) < float(config.outlier_fraction)
