@@ -96,7 +96,9 @@ def collect(root: str | pathlib.Path) -> list[dict]:
       value = results.get('pck', {}).get(alpha)
       record[f'pck@{alpha}'] = None if value is None else 100 * value
     for k, cycle in results.get('k_cycle', {}).items():
-      record[f'{k}-cypck@0.10'] = 100 * cycle['pck']['0.10']
+      # Without keypoints the k-cycle score is self-consistency, not k-CyPCK: its own column.
+      name = 'cypck' if 'CyPCK' in cycle.get('metric', 'CyPCK') else 'cycle-consistency'
+      record[f'{k}-{name}@0.10'] = 100 * cycle['pck']['0.10']
     records.append(record)
   return records
 
@@ -128,7 +130,8 @@ def _warn_duplicates(records: list[dict]) -> None:
 def tables(records: list[dict]) -> str:
   """Markdown: per dataset and metric, rows of (method, variant) by categories and mean."""
   out = ['# Results', '']
-  metrics = list(METRICS) + sorted({k for r in records for k in r if k.endswith('cypck@0.10')})
+  metrics = list(METRICS) + sorted(
+      {k for r in records for k in r if k.endswith(('cypck@0.10', 'cycle-consistency@0.10'))})
   for dataset in sorted({r['dataset'] for r in records}):
     rows = [r for r in records if r['dataset'] == dataset]
     categories = sorted({r['category'] for r in rows}, key=_category_order(dataset))

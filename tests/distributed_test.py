@@ -37,12 +37,13 @@ def _final_params(workdir, config):
   return jax.device_get(state.params)
 
 
-def test_two_processes_agree_with_a_single_process(tmp_path):
+def _start_two(workdir, extra=lambda i: []):
+  """`asic_jax.main` as processes 0 and 1 of one job on loopback (`extra(i)`: more flags)."""
   port = _free_port()
   command = [
-      sys.executable, '-m', 'asic_jax.main', '--config=configs/tiny.py',
-      f'--workdir={tmp_path / "two"}', '--config.distributed=True',
-      f'--config.coordinator_address=127.0.0.1:{port}', '--config.num_processes=2'
+      sys.executable, '-m', 'asic_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
+      '--config.distributed=True', f'--config.coordinator_address=127.0.0.1:{port}',
+      '--config.num_processes=2'
   ]
   command += [f'--config.{k}={v}' for k, v in OVERRIDES.items()]
   env = dict(os.environ,
@@ -50,14 +51,18 @@ def test_two_processes_agree_with_a_single_process(tmp_path):
              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir)
   env.pop('XLA_FLAGS', None)  # one CPU device per process: a 2-device mesh across processes
   processes = [
-      subprocess.Popen(command + [f'--config.process_id={i}'],
+      subprocess.Popen(command + [f'--config.process_id={i}'] + extra(i),
                        cwd=ROOT,
                        env=env,
                        stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE,
                        text=True) for i in (0, 1)
   ]
-  outputs = [p.communicate(timeout=600) for p in processes]
+  return processes, [p.communicate(timeout=600) for p in processes]
+
+
+def test_two_processes_agree_with_a_single_process(tmp_path):
+  processes, outputs = _start_two(tmp_path / 'two')
   for p, (_, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
 
@@ -70,3 +75,14 @@ def test_two_processes_agree_with_a_single_process(tmp_path):
   lines = (tmp_path / 'two' / 'metrics.jsonl').read_text().splitlines()
   assert [json.loads(line)['step'] for line in lines] == [1, 2, 3]
   assert (tmp_path / 'two' / 'eval' / 'results.json').exists()
+
+
+def test_processes_with_different_collections_stop_before_training(tmp_path):
+  # Process 1's pseudo-matches differ (another outlier fraction), as GPU non-determinism in
+  # a host's own extraction could make them: both processes stop with the same error.
+  processes, outputs = _start_two(
+      tmp_path / 'run', lambda i: [f'--config.data.synthetic.outlier_fraction={0.1 + 0.2 * i}'])
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 2, err[-3000:]
+    assert 'error: processes [1] built a different collection' in err, err[-3000:]
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
