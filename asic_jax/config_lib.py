@@ -40,6 +40,11 @@ ABLATION = {
     },
 }
 
+# Settings that do not define a training run: a later `mode=eval` (or `visualize`, ...) run
+# takes them from its own command line, all else from the config saved with the checkpoint
+# (the model must match the weights); the config hash and sweep workdir names ignore them.
+EVAL_SETTINGS = ('mode', 'eval', 'baseline', 'vis', 'edit', 'data.root', 'features.cache_dir')
+
 
 def parse_arg(arg: str | None) -> tuple[list[str], set[str]]:
   """Splits a config arg 'cat,released' into (['cat'], {'released'})."""

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import checkpoint, evaluate, optim, parallel
+from asic_jax import checkpoint, config_lib, evaluate, optim, parallel
 from asic_jax import state as state_lib
 from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
@@ -37,9 +37,7 @@ BASELINE_PRESETS = {
     'dvd': dict(layer=9, facet='key', stride=4, img_size=224, bin_hierarchy=2),
     'asic': dict(layer=9, facet='key', stride=2, img_size=0, bin_hierarchy=0),
 }
-# Settings a later `mode=eval` run takes from its own command line; all else comes from
-# the config saved with the checkpoint (the model must match the weights).
-_EVAL_OVERRIDES = ('mode', 'eval', 'baseline', 'vis', 'edit', 'data.root', 'features.cache_dir')
+_EVAL_OVERRIDES = config_lib.EVAL_SETTINGS
 
 
 def _parent(tree, dotted: str):

@@ -197,9 +197,10 @@ def cycle_consistency(transfer_fn: TransferFn,
                       alphas=ALPHAS) -> tuple[np.ndarray, int]:
   """Without ground truth: the fraction of foreground points that come back home.
 
-  A regular g x g grid of pixels (g = round(sqrt(points))) over each tuple's first image; its foreground points (mask >= 0.5; every point when the image has none) are
-  chained round the tuple, and a point is consistent iff its return lands within
-  alpha * S of where it started.
+  A regular g x g grid of pixels (g = round(sqrt(points))) over each tuple's first image:
+  its foreground points (mask >= 0.5; every point when the image has none) are chained
+  round the tuple, and a point is consistent iff its return lands within alpha * S of
+  where it started.
 
   Returns:
     (`[len(alphas)]` fractions, the number of points that counted).

@@ -98,10 +98,16 @@ def label(overrides: dict) -> str:
 
 def sweep_name(config_path: str, arg: str, base_overrides: dict[str, str]) -> str:
   """The sweep's folder: the config's name, its arg and the command line's overrides, so
-  that sweeps of other collections or settings never share a workdir."""
+  that sweeps of other collections or settings never share a workdir. Overrides of
+  `config_lib.EVAL_SETTINGS` (`mode`, `eval.*`, `vis.*`, ...) do not define a run and are
+  left out: `--config.mode=eval` evaluates the runs a training sweep left."""
   words, flags = config_lib.parse_arg(arg)
   name = '_'.join([pathlib.Path(config_path).stem] + words + sorted(flags))
-  return name + (f',{label(base_overrides)}' if base_overrides else '')
+  shown = {
+      k: v for k, v in base_overrides.items() if not any(k == s or k.startswith(s + '.')
+                                                         for s in config_lib.EVAL_SETTINGS)
+  }
+  return name + (f',{label(shown)}' if shown else '')
 
 
 def run_arg(arg: str, overrides: dict) -> str:
@@ -203,10 +209,13 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
         raise UserError(f'{workdir} holds a run of another config (hash '
                         f'{before.get("config_hash")}, this sweep\'s run is '
                         f'{record["config_hash"]}); remove it or give another --root')
-      if before.get('finished'):
+      if before.get('finished') and config.mode == 'train':
         print(f'[{index}/{len(plan)}] {workdir}: done, skipped', flush=True)
         continue
     print(f'[{index}/{len(plan)}] {workdir}', flush=True)
+    if config.mode != 'train':  # eval, visualize, ... of the run there: its record stays
+      jobs.run(copy.deepcopy(config), workdir)
+      continue
     workdir.mkdir(parents=True, exist_ok=True)
     _write_json(marker, record)
     jobs.run(copy.deepcopy(config), workdir)

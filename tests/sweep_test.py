@@ -115,6 +115,12 @@ def test_sweeps_of_other_collections_or_overrides_get_other_workdirs(tmp_path):
                                        []), ('configs/tiny.py', ['--config.train.num_steps=9'])]
   }
   assert len(dirs) == 4
+  # Settings that do not define a run (mode, eval.*, vis.*) keep the training sweep's
+  # workdirs: `--config.mode=eval` evaluates the runs it left.
+  plain, evaluation = (sweep.main(
+      ['--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run', *extra])
+                       for extra in ([], ['--config.mode=eval', '--config.vis.enabled=False']))
+  assert [p['workdir'] for p in plain] == [p['workdir'] for p in evaluation]
 
 
 def test_a_workdir_of_another_config_is_an_error_not_overwritten(tmp_path):
