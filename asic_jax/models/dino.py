@@ -388,34 +388,29 @@ def extract(params: dict,
     `DinoFeatures`: descriptors `[B, h, w, C]` in `dtype`, centers `[h, w, 2]`, and cls
     `[B, D]` and saliency `[B, h, w]` (float32) when asked for, else None.
   """
-  rows, cols = _check(images,
-                      arch,
-                      layer=layer,
-                      facet=facet,
-                      stride=stride,
-                      include_cls=include_cls,
-                      bin_hierarchy=bin_hierarchy,
-                      saliency_heads=saliency_heads,
-                      query_chunk=query_chunk)
-  facets, saliency_map = _forward(params,
-                                  images,
-                                  arch,
-                                  layers=(layer,),
-                                  facet=facet,
-                                  stride=stride,
-                                  saliency=saliency,
-                                  saliency_heads=saliency_heads,
-                                  query_chunk=query_chunk,
-                                  dtype=dtype)
-  features = facets[layer]
-  cls = features[:, 0] if include_cls else None
-  descriptors = features[:, 1:].reshape(features.shape[0], rows, cols, -1)
+  _check(images,
+         arch,
+         layer=layer,
+         facet=facet,
+         stride=stride,
+         include_cls=include_cls,
+         bin_hierarchy=bin_hierarchy,
+         saliency_heads=saliency_heads,
+         query_chunk=query_chunk)
+  facets, centers, saliency_map, cls = extract_layers(params,
+                                                      images,
+                                                      arch,
+                                                      layers=(layer,),
+                                                      facet=facet,
+                                                      stride=stride,
+                                                      saliency=saliency,
+                                                      saliency_heads=saliency_heads,
+                                                      query_chunk=query_chunk,
+                                                      dtype=dtype)
+  descriptors = facets[layer]
   if bin_hierarchy:
     descriptors = log_bin(descriptors, bin_hierarchy)
-  if saliency_map is not None:
-    saliency_map = saliency_map.reshape(-1, rows, cols)
-  return DinoFeatures(descriptors, patch_centers(rows, cols, arch.patch_size, stride), cls,
-                      saliency_map)
+  return DinoFeatures(descriptors, centers, cls[layer] if include_cls else None, saliency_map)
 
 
 @functools.partial(jax.jit,
