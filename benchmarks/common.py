@@ -6,8 +6,9 @@ import pathlib
 import platform
 import resource
 import statistics
+import sys
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import jax
 
@@ -75,6 +76,19 @@ def write_json(path: str | pathlib.Path, records: list[dict]) -> None:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(dict(machine=machine(), records=records), indent=2))
+
+
+def report(records: Iterable[dict], columns: list[tuple[str, str]], out: str | None) -> list[dict]:
+  """Runs the benchmarks `records` yields, each printed to stderr as it lands, then their
+  Markdown table to stdout and, with `out`, the JSON file; returns the records."""
+  done = []
+  for record in records:
+    done.append(record)
+    print(record, file=sys.stderr, flush=True)
+  print(markdown_table(done, columns))
+  if out:
+    write_json(out, done)
+  return done
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

@@ -7,7 +7,6 @@ pairs) and an untrained model: the cost does not depend on the weights.
 """
 
 import argparse
-import sys
 import time
 
 import jax
@@ -61,14 +60,7 @@ def main(argv=None) -> list[dict]:
   parser.add_argument('--img', type=int, default=64)
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
-  records = []
-  for n in (int(x) for x in args.sizes.split(',')):
-    records.append(bench(n, args.img))
-    print(records[-1], file=sys.stderr, flush=True)
-  print(common.markdown_table(records, COLUMNS))
-  if args.out:
-    common.write_json(args.out, records)
-  return records
+  return common.report((bench(int(n), args.img) for n in args.sizes.split(',')), COLUMNS, args.out)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,6 @@ depend on the values.
 """
 
 import argparse
-import sys
 import tempfile
 import time
 
@@ -101,15 +100,9 @@ def main(argv=None) -> list[dict]:
   with tempfile.TemporaryDirectory() as folder:
     vit_s8(folder)
     arch, params = dino.load_vit(folder)
-  records = []
-  for stride in (int(s) for s in args.strides.split(',')):
-    records.append(
-        bench(arch, params, size=args.size, stride=stride, images=args.images, batch=args.batch))
-    print(records[-1], file=sys.stderr, flush=True)
-  print(common.markdown_table(records, COLUMNS))
-  if args.out:
-    common.write_json(args.out, records)
-  return records
+  return common.report(
+      (bench(arch, params, size=args.size, stride=int(s), images=args.images, batch=args.batch)
+       for s in args.strides.split(',')), COLUMNS, args.out)
 
 
 if __name__ == '__main__':

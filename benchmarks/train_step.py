@@ -11,7 +11,6 @@ Shapes (the step is the real one: both forward passes, TPS, jitter, every loss t
 """
 
 import argparse
-import sys
 import time
 
 import jax
@@ -128,15 +127,9 @@ def main(argv=None) -> list[dict]:
   parser.add_argument('--steps', type=int, default=10, help='timed steps per shape')
   parser.add_argument('--out', default=None, help='JSON file for the records')
   args = parser.parse_args(argv)
-  records = []
-  for name in args.shapes.split(','):
-    for dtype in args.dtypes.split(','):
-      records.append(bench(name, dtype=dtype, steps=args.steps))
-      print(records[-1], file=sys.stderr, flush=True)
-  print(common.markdown_table(records, COLUMNS))
-  if args.out:
-    common.write_json(args.out, records)
-  return records
+  return common.report((bench(name, dtype=dtype, steps=args.steps)
+                        for name in args.shapes.split(',')
+                        for dtype in args.dtypes.split(',')), COLUMNS, args.out)
 
 
 if __name__ == '__main__':
