@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import tensorboardX
 
-from asic_jax import checkpoint, eval_run, objective, optim, parallel, report, visualize
+from asic_jax import (checkpoint, eval_run, files, objective, optim, parallel, report, visualize)
 from asic_jax import state as state_lib
 from asic_jax.data import loaders
 from asic_jax.errors import NonFiniteError, UserError
@@ -92,9 +92,7 @@ class MetricsLog:
     A line a killed run left half-written is dropped too; the file is replaced atomically."""
     if self.path.exists():
       kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
-      partial = self.path.with_suffix('.jsonl.partial')
-      partial.write_text(''.join(line + '\n' for line in kept))
-      partial.replace(self.path)
+      files.write_text_atomic(self.path, ''.join(line + '\n' for line in kept))
 
 
 def _step_of(line: str) -> float:

@@ -30,7 +30,7 @@ import sys
 
 import ml_collections
 
-from asic_jax import config_lib
+from asic_jax import config_lib, files
 from asic_jax.errors import UserError
 
 # Keys of `add(...)` that are not config fields.
@@ -217,16 +217,9 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
       jobs.run(copy.deepcopy(config), workdir)
       continue
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_json(marker, record)
+    files.write_text_atomic(marker, json.dumps(record, indent=2))
     jobs.run(copy.deepcopy(config), workdir)
-    _write_json(marker, dict(record, finished=True))
-
-
-def _write_json(path: pathlib.Path, value: dict) -> None:
-  """Writes atomically: a crash never leaves half a `sweep.json`."""
-  partial = path.with_suffix('.json.partial')
-  partial.write_text(json.dumps(value, indent=2))
-  partial.replace(path)
+    files.write_text_atomic(marker, json.dumps(dict(record, finished=True), indent=2))
 
 
 if __name__ == '__main__':

@@ -17,16 +17,18 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 import zipfile
 from typing import Any, Iterable
 
 import numpy as np
 
+from asic_jax import files
+
 log = logging.getLogger(__name__)
 
 # Bump when the layout or meaning of an entry changes: old entries then miss.
-FORMAT = 1
+# 2: training pairs never join two identical images (`pairs.training_pairs`).
+FORMAT = 2
 _KEY_FIELD = '__cache_key__'
 
 
@@ -92,16 +94,5 @@ class Cache:
 
   def save(self, kind: str, key: str, arrays: dict[str, np.ndarray]) -> pathlib.Path:
     """Writes the entry atomically (temporary file, then rename); returns its path."""
-    path = self.path(kind, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f'.{key}.', suffix='.tmp', dir=path.parent)
-    try:
-      with os.fdopen(handle, 'wb') as f:
-        np.savez(f, **arrays, **{_KEY_FIELD: np.asarray(key)})
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(temporary, path)
-    except BaseException:
-      pathlib.Path(temporary).unlink(missing_ok=True)
-      raise
-    return path
+    return files.write_atomic(self.path(kind, key),
+                              lambda f: np.savez(f, **arrays, **{_KEY_FIELD: np.asarray(key)}))

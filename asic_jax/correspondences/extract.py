@@ -71,24 +71,22 @@ def model_fingerprint(model: str) -> str:
 def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Every setting the extraction's result depends on (part of the cache key)."""
   f = config.features
-  return dict(
-      img_size=config.data.img_size,
-      model=model_fingerprint(f.model),
-      stride=f.stride,
-      match_layer=f.match_layer,
-      seg_layer=f.seg_layer,
-      facet=f.facet,
-      masks=f.masks,
-      elbow_keep=f.elbow_keep,
-      saliency_threshold=f.saliency_threshold,
-      votes_percentage=f.votes_percentage,
-      num_parts=config.parts.num_parts,
-      max_matches=f.max_matches,
-      seed=config.seed,
-      max_per_image=config.pairs.max_per_image,
-      random_per_image=config.pairs.random_per_image,
-      identical_images='not paired',  # pairs.training_pairs (older entries paired them)
-      import_released=str(f.import_released))
+  return dict(img_size=config.data.img_size,
+              model=model_fingerprint(f.model),
+              stride=f.stride,
+              match_layer=f.match_layer,
+              seg_layer=f.seg_layer,
+              facet=f.facet,
+              masks=f.masks,
+              elbow_keep=f.elbow_keep,
+              saliency_threshold=f.saliency_threshold,
+              votes_percentage=f.votes_percentage,
+              num_parts=config.parts.num_parts,
+              max_matches=f.max_matches,
+              seed=config.seed,
+              max_per_image=config.pairs.max_per_image,
+              random_per_image=config.pairs.random_per_image,
+              import_released=str(f.import_released))
 
 
 def load_model(config: ml_collections.ConfigDict) -> tuple[dino.ViTArch, dict]:
