@@ -8,29 +8,24 @@ import ml_collections
 from asic_jax import config_lib
 from asic_jax.errors import UserError
 
-_distributed_done = False
-
 
 def setup_process(config: ml_collections.ConfigDict) -> None:
   """What a process does once before its first job (the command line and sweeps alike):
   our progress messages at INFO on stderr, libraries (Orbax above all) only at WARNING,
   and `jax.distributed.initialize()` when `config.distributed`. Calling it again is a no-op.
   """
-  global _distributed_done  # pylint: disable=global-statement
   ours = logging.getLogger('asic_jax')
-  if not any(getattr(h, '_asic_jax', False) for h in ours.handlers):
+  if not ours.handlers:  # only this function gives our logger a handler
     from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
     absl_logging.set_verbosity(absl_logging.WARNING)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
-    handler._asic_jax = True  # pylint: disable=protected-access
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
-  if config.distributed and not _distributed_done:
+  if config.distributed:
     from asic_jax import parallel  # pylint: disable=import-outside-toplevel
     parallel.initialize_distributed(config)
-    _distributed_done = True
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):

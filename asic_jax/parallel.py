@@ -112,10 +112,10 @@ def initialize_distributed(config) -> None:
   """`jax.distributed.initialize` when `config.distributed`: JAX's own detection (TPU pods,
   SLURM, ...) or the explicit `coordinator_address` / `num_processes` / `process_id`.
 
-  Must run before anything touches a device. CPU processes talk through gloo (the setting
+  Must run before anything touches a device; once initialised, a later call does nothing. CPU processes talk through gloo (the setting
   only concerns the CPU backend; GPUs and TPUs use their own collectives).
   """
-  if not config.distributed:
+  if not config.distributed or jax.distributed.is_initialized():
     return
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   options = {}
