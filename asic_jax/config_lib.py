@@ -255,8 +255,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.optim.schedule in ('constant', 'cosine_restarts'), 'optim.schedule',
        "'constant' or 'cosine_restarts'")
   need(math.isfinite(c.optim.lr) and c.optim.lr > 0, 'optim.lr', 'a finite number > 0')
-  need(0 <= c.optim.b1 < 1, 'optim.b1', 'in [0, 1)')
-  need(0 <= c.optim.b2 < 1, 'optim.b2', 'in [0, 1)')
+  for name in ('b1', 'b2'):
+    need(0 <= c.optim[name] < 1, f'optim.{name}', 'in [0, 1)')
   need(c.optim.eps > 0, 'optim.eps', '> 0')
   need(c.optim.period > 0, 'optim.period', '> 0')
   need(c.optim.period_mult >= 1, 'optim.period_mult', '>= 1')

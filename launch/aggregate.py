@@ -14,6 +14,8 @@ import json
 import pathlib
 import sys
 
+from launch import sweep as sweep_lib
+
 # Paper Table 1 (SPair-71k, PCK@0.10 per category, and its "All").
 _SPAIR = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
           'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'train', 'tvmonitor')
@@ -60,13 +62,6 @@ def _read(path: pathlib.Path) -> dict:
   return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _overrides_from_name(name: str) -> dict:
-  """A run's overrides from its workdir name `k=v,k=v` (`launch.sweep`'s naming), for runs
-  a scheduler started from `--print_commands` (they have no `sweep.json`)."""
-  pairs = [item.partition('=') for item in name.split(',')]
-  return {k: v for k, eq, v in pairs if eq} if all(eq for _, eq, _ in pairs) else {}
-
-
 def collect(root: str | pathlib.Path) -> list[dict]:
   """One record per evaluation file under `root`, with the run's dataset and variant."""
   records = []
@@ -76,7 +71,8 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     run = path.parent.parent
     results = _read(path)
     config = _read(run / 'config.json')
-    sweep = _read(run / 'sweep.json').get('overrides') or _overrides_from_name(run.name)
+    # Runs a scheduler started from `--print_commands` have no sweep.json: their name says.
+    sweep = _read(run / 'sweep.json').get('overrides') or sweep_lib.parse_label(run.name)
     data = config.get('data', {})
     variant = sweep.get('variant') or ','.join(
         f'{k}={v}' for k, v in sweep.items()

@@ -96,6 +96,13 @@ def label(overrides: dict) -> str:
   return re.sub(r'[^A-Za-z0-9._=,+-]', '_', text)
 
 
+def parse_label(name: str) -> dict[str, str]:
+  """The overrides a `label` names, `k=v,k=v` -> {k: v} (values as text, characters
+  `label` replaced stay replaced); {} for a name that is not a label."""
+  pairs = [item.partition('=') for item in name.split(',')]
+  return {k: v for k, eq, v in pairs if eq} if all(eq for _, eq, _ in pairs) else {}
+
+
 def sweep_name(config_path: str, arg: str, base_overrides: dict[str, str]) -> str:
   """The sweep's folder: the config's name, its arg and the command line's overrides, so
   that sweeps of other collections or settings never share a workdir. Overrides of
