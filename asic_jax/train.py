@@ -120,19 +120,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   primary = parallel.is_primary()  # across hosts only process 0 writes files
 
-  # Collection and devices (a bad dataset or figure setting stops here, with nothing written).
+  # Collection, devices and the perceptual weights (a bad dataset, figure setting or weights
+  # file stops here, with nothing written).
   collection = loaders.load(config)
   if config.vis.enabled:
     visualize.check_settings(config, collection)
-  if primary:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'config.json').write_text(config.to_json(indent=2))
-  data = device_data(collection, config.parts.num_parts)
   dp = parallel.DataParallel(config.parallel)
   dp.check_divisible(config.train.batch_size // 2)
-
-  # Model, loss and optimizer.
-  model = make_model(config)
   perceptual_fn, frozen = None, {}
   if config.loss.recon:
     try:
@@ -140,6 +134,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                                          config.loss.perceptual_weights)
     except (OSError, ValueError) as e:
       raise UserError(f'config.loss.perceptual_weights: {e}') from e
+  if primary:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / 'config.json').write_text(config.to_json(indent=2))
+  data = device_data(collection, config.parts.num_parts)
+
+  # Model, loss and optimizer.
+  model = make_model(config)
   loss = objective.Objective(model=model,
                              config=config,
                              num_devices=dp.num_devices,

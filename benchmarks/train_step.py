@@ -30,7 +30,6 @@ def shape_config(name: str, dtype: str):
   k = 10 from N = 100 on)."""
   c = config_lib.base_config('')
   c.dtype = dtype
-  c.loss.perceptual_weights = 'random'
   key, _, value = name.partition('=')
   if name == 'tiny':
     c.data.img_size, c.train.batch_size, c.model.channel_multiplier = 32, 4, 0.125

@@ -88,6 +88,7 @@ def tiny_run(tmp_path_factory) -> pathlib.Path:
                           text=True,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
+  (workdir.parent / 'tiny_run_stderr.txt').write_text(result.stderr)
   return workdir
 
 

