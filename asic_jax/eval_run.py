@@ -1,7 +1,7 @@
-"""Evaluation jobs: ASIC from an Orbax checkpoint (`mode=eval`) and the DINO+NN baseline
-(`mode=baseline`), under each dataset's protocol, written to `WORKDIR/eval/`.
+"""Evaluation: ASIC from an Orbax checkpoint (`mode=eval`) under each dataset's protocol,
+written to `WORKDIR/eval/`; `score` is the protocol the baselines (`asic_jax.baseline`) share.
 
-`eval/results.json` (ASIC) and `eval/baseline.json` (DINO+NN) hold every number with its
+`eval/results.json` (ASIC) and `eval/baseline_*.json` (the baselines) hold every number with its
 protocol: PCK@alpha for alpha = 0.10 ... 0.01, pooled over keypoints and averaged per
 image pair; k-CyPCK for k = 2, 3, 4 (or the cycle self-consistency of foreground points
 when the collection has no keypoints); `num_pairs`, `num_keypoints`, the checkpoint step
@@ -21,22 +21,12 @@ import numpy as np
 
 from asic_jax import checkpoint, config_lib, evaluate, optim, parallel
 from asic_jax import state as state_lib
-from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import loaders
 from asic_jax.errors import UserError
-from asic_jax.models import dino
-from asic_jax.ops import sampling
 
 log = logging.getLogger(__name__)
 
-# DINO+NN presets (DESIGN §5): `dvd` is the protocol behind the paper's DINO+NN numbers
-# (dino-vit-features: block 9 key, log-binned, stride 4, 224 px); `asic` uses the very
-# descriptors ASIC's pseudo-matches come from.
-BASELINE_PRESETS = {
-    'dvd': dict(layer=9, facet='key', stride=4, img_size=224, bin_hierarchy=2),
-    'asic': dict(layer=9, facet='key', stride=2, img_size=0, bin_hierarchy=0),
-}
 _EVAL_OVERRIDES = config_lib.EVAL_SETTINGS
 
 
@@ -241,51 +231,4 @@ def evaluate_state(config: ml_collections.ConfigDict,
                  config_hash=config_hash(config),
                  preset=config.preset)
   write(workdir, 'results', results, 'ASIC')
-  return results
-
-
-def baseline_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """`config.mode='baseline'`: DINO+NN (no checkpoint) under the same protocol."""
-  b = config.baseline
-  if b.preset not in BASELINE_PRESETS:
-    raise UserError(f'baseline.preset must be one of {sorted(BASELINE_PRESETS)}, '
-                    f'got {b.preset!r}')
-  settings = dict(BASELINE_PRESETS[b.preset])
-  settings.update({k: b[k] for k in settings if b.get(k) not in (None, -1, '')})
-  collection = loaders.load_collection(config)  # no pseudo-matches: DINO+NN needs none
-  size = settings['img_size'] or collection.size
-  arch, params = extract.load_model(config)
-  if (size - arch.patch_size) % settings['stride']:
-    raise UserError(f'baseline: image size {size} minus the patch size {arch.patch_size} '
-                    f"must divide by the stride {settings['stride']}")
-  images = jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(collection.images))
-  descriptors = []
-  for start in range(0, len(images), config.features.batch_size):
-    found = dino.extract(params,
-                         images[start:start + config.features.batch_size],
-                         arch,
-                         layer=settings['layer'],
-                         facet=settings['facet'],
-                         stride=settings['stride'],
-                         bin_hierarchy=settings['bin_hierarchy'],
-                         query_chunk=config.features.query_chunk)
-    descriptors.append(np.asarray(found.descriptors, np.float32))
-    centers = found.centers
-  descriptors = jnp.asarray(np.concatenate(descriptors))
-  # Corner-aligned resize: pixel p of the S frame is p (size - 1) / (S - 1) at `size`.
-  scale = (size - 1) / (collection.size - 1)
-
-  def fn(src, trg, points):
-    found = evaluate.nearest_patches(descriptors,
-                                     centers,
-                                     jnp.asarray(src),
-                                     jnp.asarray(trg),
-                                     jnp.asarray(points, jnp.float32) * scale,
-                                     chunk=config.eval.chunk)
-    return np.asarray(found) / scale
-
-  results = score(collection, fn, config)
-  results.update(method='dino_nn',
-                 baseline=dict(settings, preset=b.preset, model=config.features.model))
-  write(workdir, 'baseline', results, f'DINO+NN ({b.preset})')
   return results

@@ -1,4 +1,4 @@
-"""Keypoint transfer through the canonical space, PCK, k-cycle PCK and the DINO+NN baseline.
+"""Keypoint transfer through the canonical space, PCK and k-cycle PCK.
 
 Transfer (DESIGN §5): a source point p is carried to the canonical point c =
 flow_src(p) (bilinear, border padding); its prediction in the target is the
@@ -216,36 +216,3 @@ def cycle_consistency(transfer_fn: TransferFn,
   back = chain(transfer_fn, tuples, starts)[-1]
   values = pck(back, starts, visible, np.full(len(tuples), float(size)), alphas)
   return values, int(visible.sum())
-
-
-@functools.partial(jax.jit, static_argnames=('chunk',))
-def nearest_patches(descriptors: jax.Array,
-                    centers: jax.Array,
-                    src: jax.Array,
-                    trg: jax.Array,
-                    points: jax.Array,
-                    chunk: int = 8) -> jax.Array:
-  """DINO+NN transfer: the target patch most cosine-similar to each source point's patch.
-
-  Args:
-    descriptors: `[N, h, w, C]`.
-    centers: `[h, w, 2]` patch centres, in the pixel frame of `points`.
-    src, trg: `[E]` image indices.
-    points: `[E, K, 2]` source points; each takes the descriptor of its nearest patch.
-    chunk: pairs at a time.
-
-  Returns:
-    `[E, K, 2]` centres of the chosen target patches.
-  """
-  flat = descriptors.reshape(descriptors.shape[0], -1, descriptors.shape[-1])
-  flat = flat / jnp.maximum(jnp.linalg.norm(flat, axis=-1, keepdims=True), 1e-12)
-  flat_centers = centers.reshape(-1, 2)
-
-  def one(args):
-    s, t, p = args
-    patch = jnp.argmin(jnp.sum(jnp.square(p[:, None] - flat_centers[None]), -1), axis=1)
-    similarity = jnp.matmul(flat[s][patch], flat[t].T,
-                            precision=jax.lax.Precision.HIGHEST)  # [K, h * w], no TF32
-    return flat_centers[jnp.argmax(similarity, axis=1)]
-
-  return jax.lax.map(one, (src, trg, points), batch_size=chunk)

@@ -1,5 +1,5 @@
 """Evaluation jobs: eval from a checkpoint reproduces the training run's numbers; the
-DINO+NN baseline under the same protocol; the Markdown tables hold the JSON's numbers."""
+Markdown tables hold the JSON's numbers."""
 
 import json
 import shutil
@@ -41,49 +41,8 @@ def test_an_earlier_step_can_be_evaluated(tiny_run, tmp_path):
   assert results['checkpoint_step'] == 10
 
 
-def test_dino_nn_baseline_writes_the_same_protocol(tiny_vit, tmp_path):
-  config = load_config(
-      'tiny', **{
-          'mode': 'baseline',
-          'features.model': str(tiny_vit),
-          'baseline.img_size': 64,
-          'eval.cycle_ks': (2,)
-      })
-  results = eval_run.baseline_run(config, tmp_path)
-  assert results['method'] == 'dino_nn' and results['baseline']['stride'] == 4
-  assert results['baseline']['bin_hierarchy'] == 2 and results['baseline']['img_size'] == 64
-  assert results['num_pairs'] == 30 and results['threshold'] == 'bbox'
-  assert set(results['pck']) == {f'{a:.2f}' for a in np.arange(1, 11) / 100}
-  assert 0 <= results['pck']['0.10'] <= 1 and list(results['k_cycle']) == ['2']
-  saved = json.loads((tmp_path / 'eval' / 'baseline.json').read_text())
-  assert saved == results
-
-
 def test_a_step_that_was_not_saved_is_a_clear_error(tiny_run):
   config = load_config('base', **{'mode': 'eval', 'eval.step': 7})
   with pytest.raises(UserError,
                      match='config.eval.step=7: no such checkpoint.*saved steps: 10, 20'):
     eval_run.evaluate_run(config, tiny_run)
-
-
-def test_baseline_on_a_folder_with_keypoints_needs_no_extraction(tiny_vit, tmp_path, monkeypatch):
-  from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(extract, 'add_correspondences',
-                      lambda *a, **k: pytest.fail('the baseline ran the ASIC extraction'))
-  rng = np.random.default_rng(0)
-  for i in range(3):
-    Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(tmp_path / f'p{i}.png')
-  (tmp_path / 'keypoints.json').write_text(
-      json.dumps({f'p{i}.png': [[10, 10, 1], [30, 20, 1]] for i in range(3)}))
-  config = load_config(
-      'folder', **{
-          'mode': 'baseline',
-          'data.path': str(tmp_path),
-          'data.img_size': 32,
-          'features.model': str(tiny_vit),
-          'baseline.img_size': 32,
-          'eval.cycle_ks': (2,)
-      })
-  results = eval_run.baseline_run(config, tmp_path / 'run')
-  assert results['num_pairs'] == 6 and results['threshold'] == 'img'
-  assert results['num_keypoints'] == 12

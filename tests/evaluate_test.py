@@ -175,22 +175,6 @@ def test_cycle_consistency_counts_points_that_do_not_return():
   assert counted == 4
 
 
-def test_dino_nearest_patch_equals_brute_force():
-  rng = np.random.default_rng(0)
-  desc = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
-  centers = np.stack(np.meshgrid(np.arange(5) * 4 + 4.0, np.arange(4) * 4 + 4.0), -1)
-  points = rng.uniform(0, 22, size=(2, 7, 2)).astype(np.float32)
-  src, trg = np.asarray([0, 2]), np.asarray([1, 0])
-  got = evaluate.nearest_patches(jnp.asarray(desc), jnp.asarray(centers), jnp.asarray(src),
-                                 jnp.asarray(trg), jnp.asarray(points))
-  flat = desc.reshape(3, 20, 6) / np.linalg.norm(desc.reshape(3, 20, 6), axis=-1, keepdims=True)
-  c = centers.reshape(20, 2)
-  for e in range(2):
-    patch = np.argmin(((points[e][:, None] - c[None])**2).sum(-1), 1)
-    best = np.argmax(flat[src[e]][patch] @ flat[trg[e]].T, 1)
-    np.testing.assert_allclose(got[e], c[best])
-
-
 def test_an_empty_target_mask_searches_the_whole_target():
   flow = sampling.identity_grid(6, 6)
   canonical = flow[jnp.asarray([1, 4]), jnp.asarray([2, 5])]

