@@ -168,10 +168,11 @@ def equivariance_loss(flow_of_warped: jax.Array,
 
   * 'paper': the mean over all B*H*W*2 elements of
     |Phi(T(I)) - sg(T(Phi(I)))| * visibility.
-  * 'released': the released `train.py`'s two-sided form,
-    |Phi(T(I)) - sg(T(Phi(I)))| + |T(Phi(I)) - sg(Phi(T(I)))|, the same masked
-    mean: twice the paper's value, with gradients through both flows. DESIGN's
-    table calls the released form "same"; it is not.
+  * 'released': the released `train.py`'s
+    |Phi(T(I)) - sg(T(Phi(I)))| + |T(Phi(I)) - Phi(T(I))|, the same masked mean,
+    where T(Phi(I)) comes from `Augmentor.forward_tps`, decorated `torch.no_grad()`,
+    and Phi(T(I)) is detached in the second term: that term has no gradient at all.
+    So its value is twice the paper's and its gradient is the paper's.
 
   Args:
     flow_of_warped: `[B, H, W, 2]`, Phi(T(I)), (x, y) in [-1, 1].
@@ -192,8 +193,8 @@ def equivariance_loss(flow_of_warped: jax.Array,
                 visibility=(visibility, 'B H W'))
   flow_of_warped, warped_flow = _f32(flow_of_warped), _f32(warped_flow)
   error = jnp.abs(flow_of_warped - lax.stop_gradient(warped_flow))
-  if form == 'released':
-    error = error + jnp.abs(warped_flow - lax.stop_gradient(flow_of_warped))
+  if form == 'released':  # the second, gradient-free L1 term: the value doubles
+    error = error + lax.stop_gradient(error)
   total = jnp.sum(error * _f32(visibility)[..., None])
   return weight * _global_mean(total, error.size, axis_name)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from asic_jax import config_lib
 from asic_jax.correspondences import segmentation
 
 NUM_IMAGES, GRID, CHANNELS, SIZE = 6, 8, 32, 32
@@ -96,15 +97,20 @@ def test_cosegmentation_and_parts_recover_planted_structure():
   assert best > 0.95, best
 
 
-@pytest.mark.parametrize('salient_images, foreground_clusters', [(1, 3), (2, 4)])
-def test_votes_need_20_percent_of_images(salient_images, foreground_clusters):
-  # With 6 images a cluster needs ceil(6 x 0.2) = 2 votes. The textbook elbow keeps the
-  # planted 5 clusters, so that the count of salient ones is exact.
+@pytest.mark.parametrize('salient_images, foreground_clusters', [(2, 3), (4, 3), (5, 4)])
+def test_votes_need_75_percent_of_images(salient_images, foreground_clusters):
+  # The default config's votes (dino-vit-features' and the released co-segmentation's 75 %):
+  # with 6 images a cluster needs ceil(6 x 0.75) = 5 votes, so a background salient in 2
+  # or 4 images stays background (at the old 20 % it became foreground everywhere). The
+  # textbook elbow keeps the planted 5 clusters, so that the count of salient ones is exact.
+  votes = config_lib.base_config().features.votes_percentage
+  assert votes == 75.0
   descriptors, saliency, planted = _planted(1, salient_background_images=salient_images)
   coseg = segmentation.cosegment(jnp.asarray(descriptors),
                                  jnp.asarray(saliency),
                                  CENTERS,
                                  SIZE,
+                                 votes_percentage=votes,
                                  elbow_keep='previous',
                                  sample_interval=1,
                                  num_iters=20,

@@ -10,11 +10,14 @@ then every pixel takes its nearest part centroid. Deliberate differences from it
 * The elbow keeps the first k that gains less than 1 - `elbow` over k - 1, as
   dino-vit-features does (`elbow_keep='last'`, the default); `'previous'` keeps k - 1, the
   textbook elbow (see `kmeans.kmeans_elbow`).
-* Votes: dino-vit-features' co-segmentation asks for 75 % of the images; the released ASIC
-  asks for 20 % in the foreground stage of its part co-segmentation (`parts_votes_percentage`,
-  with its masks in the role of saliency). We default to 20 % as DESIGN asks; it is an argument.
-* No GrabCut refinement of the masks and no dense CRF on the parts (no compiled extension):
-  patch-level results are upsampled bilinearly instead, so masks are soft.
+* Votes: a cluster is foreground when salient in 75 % of the images, as dino-vit-features'
+  `coseg_from_feat` and the released code's co-segmentation call ask. (The released 20 %
+  belongs to its *parts* stage, voting with binary masks, not saliency: at 20 % a background
+  cluster salient in 5 of 25 images would become foreground in all of them.) It is an
+  argument (`features.votes_percentage`).
+* No GrabCut refinement of the masks (paper §3.3, dino-vit-features) and no dense CRF on the
+  parts (no compiled extension): patch-level results are upsampled bilinearly instead, so
+  masks are soft.
 * Parts: a pixel is background where the soft mask is < 0.5; the released code instead lets
   background compete in the CRF through its distance to the nearest background centroid.
 * Parts are clustered on `sample_interval`-subsampled patches weighted by foreground (static
@@ -122,7 +125,7 @@ def cosegment(descriptors: jax.Array,
               elbow: float = 0.975,
               elbow_keep: str = 'last',
               threshold: float = 0.065,
-              votes_percentage: float = 20.0,
+              votes_percentage: float = 75.0,
               sample_interval: int = 100,
               num_iters: int = 100,
               num_init: int = 5) -> CoSegmentation:
