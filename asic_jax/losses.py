@@ -26,13 +26,14 @@ import optax
 from asic_jax.ops import sampling
 
 Form = Literal['paper', 'released']
+FORMS = ('paper', 'released')
 
 # `nn.PairwiseDistance`'s eps, added to the difference before the norm.
 _PAIRWISE_EPS = 1e-6
 
 
 def _check_form(form: str) -> None:
-  if form not in ('paper', 'released'):
+  if form not in FORMS:
     raise ValueError(f"form must be 'paper' or 'released', got {form!r}")
 
 

@@ -4,6 +4,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+SCHEDULES = ('constant', 'cosine_restarts')
+
 
 def cosine_restarts(peak: float, period: float, period_mult: int, decay: float) -> optax.Schedule:
   """GANgealing's `DecayingCosineAnnealingWarmRestarts`, as the released code steps it.

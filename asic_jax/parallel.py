@@ -97,6 +97,13 @@ class DataParallel:
           f'size that is a multiple of {2 * self.num_devices}.')
 
 
+def on_one_device(tree: Any) -> Any:
+  """Shapes and dtypes of `tree` placed on this process's first device: the template a
+  checkpoint is restored into for evaluation and figures."""
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
 def device_slice(x: jax.Array, per_device: int, axis: int = 0) -> jax.Array:
   """This device's `per_device` rows of a global-batch array (inside `wrap`)."""
   start = jax.lax.axis_index(AXIS) * per_device

@@ -11,7 +11,7 @@ import time
 
 import jax
 
-from asic_jax import config_lib, eval_run, optim
+from asic_jax import config_lib, eval_run, inference, optim
 from asic_jax import state as state_lib
 from asic_jax.data import synthetic
 from benchmarks import common
@@ -28,10 +28,10 @@ def bench(n: int, img: int) -> dict:
                                         seed=0,
                                         max_per_image=4)
   state = state_lib.init_state(c, optim.make_optimizer(c), img)
-  flows = state_lib.collection_flows(c, state, collection.images)  # compile
+  flows = inference.collection_flows(c, state, collection.images)  # compile
   jax.block_until_ready(flows)
   start = time.perf_counter()
-  flows = jax.block_until_ready(state_lib.collection_flows(c, state, collection.images))
+  flows = jax.block_until_ready(inference.collection_flows(c, state, collection.images))
   flows_s = time.perf_counter() - start
   transfer = eval_run.flow_transfer(flows, collection.masks, c.eval.chunk)
   eval_run.score(collection, transfer, c)  # compile

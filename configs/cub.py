@@ -11,22 +11,17 @@ it CUB's own test split is used and a warning says PCK is not comparable.
 
 from asic_jax import config_lib
 from asic_jax.data import cub
-from asic_jax.errors import UserError
 
 
 def get_config(arg: str = ''):
-  c = config_lib.base_config(arg)
-  words, _ = config_lib.parse_arg(arg)
-  if len(words) > 1:
-    raise UserError(f'configs/cub.py takes one class id, got {words}')
-  word = words[0] if words else '1'
-  if not word.isdigit() or int(word) not in cub.CATEGORIES:
-    raise UserError(f'CUB class must be one of {", ".join(map(str, cub.CATEGORIES))}, '
-                    f'got {word!r}')
-  c.data.name = 'cub'
-  c.data.category = int(word)
   # eval.threshold '' keeps the dataset's protocol (img); or bbox | img | kp_bbox.
-  return c
+  return config_lib.benchmark_config(arg,
+                                     config_file='configs/cub.py',
+                                     data_name='cub',
+                                     dataset='CUB-200-2011',
+                                     categories=cub.CATEGORIES,
+                                     default=1,
+                                     label='class')
 
 
 def sweep(add, arg: str = ''):

@@ -10,22 +10,16 @@ PCK is scored on all ordered pairs within each sub-folder, kp_bbox threshold.
 
 from asic_jax import config_lib
 from asic_jax.data import pfwillow
-from asic_jax.errors import UserError
 
 
 def get_config(arg: str = ''):
-  c = config_lib.base_config(arg)
-  words, _ = config_lib.parse_arg(arg)
-  if len(words) > 1:
-    raise UserError(f'configs/pfwillow.py takes one category, got {words}')
-  category = words[0] if words else 'car'
-  if category not in pfwillow.CATEGORIES:
-    raise UserError(f'unknown PF-WILLOW category {category!r}; valid: '
-                    f'{", ".join(pfwillow.CATEGORIES)}')
-  c.data.name = 'pfwillow'
-  c.data.category = category
   # eval.threshold '' keeps the dataset's protocol (kp_bbox); or bbox | img | kp_bbox.
-  return c
+  return config_lib.benchmark_config(arg,
+                                     config_file='configs/pfwillow.py',
+                                     data_name='pfwillow',
+                                     dataset='PF-WILLOW',
+                                     categories=pfwillow.CATEGORIES,
+                                     default='car')
 
 
 def sweep(add, arg: str = ''):

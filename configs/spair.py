@@ -10,22 +10,16 @@ PCK is scored on the category's official test pairs with the bbox threshold.
 
 from asic_jax import config_lib
 from asic_jax.data import spair
-from asic_jax.errors import UserError
 
 
 def get_config(arg: str = ''):
-  c = config_lib.base_config(arg)
-  words, _ = config_lib.parse_arg(arg)
-  if len(words) > 1:
-    raise UserError(f'configs/spair.py takes one category, got {words}')
-  category = words[0] if words else 'cat'
-  if category not in spair.CATEGORIES:
-    raise UserError(
-        f'unknown SPair-71k category {category!r}; valid: {", ".join(spair.CATEGORIES)}')
-  c.data.name = 'spair'
-  c.data.category = category
   # eval.threshold '' keeps the dataset's protocol (bbox); or bbox | img | kp_bbox.
-  return c
+  return config_lib.benchmark_config(arg,
+                                     config_file='configs/spair.py',
+                                     data_name='spair',
+                                     dataset='SPair-71k',
+                                     categories=spair.CATEGORIES,
+                                     default='cat')
 
 
 def sweep(add, arg: str = ''):

@@ -53,7 +53,7 @@ def test_config_validation_names_the_field():
   from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   import pytest  # pylint: disable=import-outside-toplevel
   for field, value, message in (('train.log_every', 0, 'config.train.log_every must be >= 1'),
-                                ('loss.form', 'both', "config.loss.form must be 'paper'"),
+                                ('loss.form', 'both', r"config.loss.form must be one of \('paper', 'released'\)"),
                                 ('data.img_size', 100, 'multiple of 16'), ('augment.tps_scale', 0.5,
                                                                            r'in \[0, 0.5\)'),
                                 ('train.batch_size', 5, 'an even number')):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from asic_jax.correspondences import pairs
+from asic_jax.data import pairs
 
 
 @pytest.mark.parametrize('n,k,r', [(30, 4, 1), (50, 6, 2), (12, 3, 0), (7, 6, 1)])

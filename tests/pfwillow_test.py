@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from asic_jax.correspondences import pairs as pairs_lib
+from asic_jax.data import pairs as pairs_lib
 from asic_jax.data import pfwillow
 from asic_jax.errors import UserError
 from conftest import load_config

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 _HIGHEST = lax.Precision.HIGHEST
+# Which k the elbow search keeps (`features.elbow_keep`).
+ELBOW_KEEPS = ('last', 'previous')
 
 
 class KMeans(NamedTuple):
@@ -240,8 +242,8 @@ def kmeans_elbow(sample: jax.Array,
   Returns:
     `Elbow`: the kept k, its `KMeans` on `sample`, and the objectives computed.
   """
-  if keep not in ('last', 'previous'):
-    raise ValueError(f"keep must be 'last' or 'previous', got {keep!r}")
+  if keep not in ELBOW_KEEPS:
+    raise ValueError(f'keep must be one of {ELBOW_KEEPS}, got {keep!r}')
   max_k = min(max_k, sample.shape[0])
   _check(sample, max_k, num_iters, num_init)
   scored = sample if scored is None else scored

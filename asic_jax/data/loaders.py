@@ -1,15 +1,17 @@
-"""`load(config)`: the collection `config.data.name` names, ready to train on."""
+"""`load_collection(config)`: the collection `config.data.name` names: images and ground truth.
 
+Pseudo-matches, masks and parts are added by `asic_jax.prepare.load` (data never imports
+the correspondence extraction: the flow is one-way, data -> correspondences -> prepare).
+"""
+
+import dataclasses
 import functools
 import json
-import pathlib
+import warnings
 
-import jax
 import ml_collections
 import numpy as np
 
-from asic_jax.correspondences import cache as cache_lib
-from asic_jax.correspondences import extract
 from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import cub, folder, pfwillow, samurai, spair, synthetic
@@ -46,39 +48,66 @@ def load_collection(config: ml_collections.ConfigDict) -> collection_lib.Collect
                                   threshold=config.eval.threshold or None)
   else:
     raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
+  check_images(collection)
+  collection = checked_keypoints(collection)
   return benchmark.with_threshold(collection, config.eval.threshold or None)
 
 
-def load(config: ml_collections.ConfigDict) -> collection_lib.Collection:
-  """`load_collection` with pseudo-matches, masks and parts: from DINO for real photos
-  (`correspondences.extract`, cached), the synthetic collection's own exact ones.
-
-  Across hosts every process builds the collection (a shared `features.cache_dir` lets all
-  but the first read it from the cache), and all must hold the same one: the step assumes
-  it. If they do not (GPU non-determinism in extraction, different files), every process
-  stops with one error rather than training on data that quietly disagrees.
-  """
-  collection = load_collection(config)
-  if collection.pairs is None:
-    collection = extract.add_correspondences(collection, config)
-  if jax.process_count() > 1:
-    _check_same_on_every_process(collection)
-  return collection
+# Photos smaller than this (either side), or longer than this ratio, get a warning.
+SMALL_SIDE = 32
+LONG_RATIO = 4.0
 
 
-def _check_same_on_every_process(collection: collection_lib.Collection) -> None:
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  arrays = [
-      x for x in (collection.images, collection.pairs, collection.matches, collection.masks,
-                  collection.parts) if x is not None
-  ]
-  digest = np.frombuffer(bytes.fromhex(cache_lib.digest_arrays(arrays)), np.uint8)
-  every = np.asarray(multihost_utils.process_allgather(digest))
-  differ = [i for i in range(len(every)) if not np.array_equal(every[i], every[0])]
-  if differ:
-    raise UserError(f'processes {differ} built a different collection (images, pseudo-matches, '
-                    'masks or parts) than process 0; run config.mode=extract once with '
-                    'config.features.cache_dir on a folder every host reads, then train')
+def check_images(collection: collection_lib.Collection) -> None:
+  """Warns about photos that train poorly: tiny ones (upsampled to S) and very elongated ones
+  (mostly padding once squared)."""
+  odd = []
+  for name, frame in zip(collection.names, collection.frames or ()):
+    w, h = frame.width, frame.height
+    if w and h and (min(w, h) < SMALL_SIDE or max(w, h) > LONG_RATIO * min(w, h)):
+      odd.append(f'{name} ({w} x {h})')
+  if odd:
+    warnings.warn(f'{collection.name}: {len(odd)} image(s) smaller than {SMALL_SIDE} px or more '
+                  f'than {LONG_RATIO:g}:1, padded to squares of {collection.size} px, carry little '
+                  f'to align: {", ".join(odd[:5])}{" ..." if len(odd) > 5 else ""}')
+
+
+def checked_keypoints(collection: collection_lib.Collection) -> collection_lib.Collection:
+  """Keypoint annotations checked: a visible NaN is an error naming it; a visible point
+  outside its photo is warned about and not counted (in PCK nor k-CyPCK)."""
+  if collection.keypoints is None:
+    return collection
+  names = collection.names
+
+  def check(points, visible, images, what):
+    bad = visible & ~np.all(np.isfinite(points), axis=-1)
+    if bad.any():
+      row, k = np.argwhere(bad)[0]
+      raise UserError(f'{collection.name}: {what} {k} of image {names[images[row]]} is '
+                      f'{points[row, k].tolist()} but marked visible; fix or hide it')
+    if collection.frames is not None:
+      original = np.stack([collection.frames[i].to_original(p) for i, p in zip(images, points)])
+      inside = np.stack([collection.frames[i].inside(p) for i, p in zip(images, original)])
+    else:
+      inside = np.all((points >= -0.5) & (points <= collection.size - 0.5), axis=-1)
+    return visible & inside, visible & ~inside
+
+  every = np.arange(len(collection))
+  visibility, outside = check(collection.keypoints, collection.visibility, every, 'keypoint')
+  pairs = collection.eval_pairs
+  if pairs is not None:
+    src_ok, src_out = check(pairs.src_points, pairs.visible, pairs.src, 'pair keypoint')
+    trg_ok, trg_out = check(pairs.trg_points, pairs.visible, pairs.trg, 'pair keypoint')
+    pairs = dataclasses.replace(pairs, visible=src_ok & trg_ok)
+    if not outside.any() and (src_out | trg_out).any():
+      row, k = np.argwhere(src_out | trg_out)[0]
+      outside = np.zeros_like(outside)
+      outside[pairs.src[row] if src_out[row, k] else pairs.trg[row], k] = True
+  if outside.any():
+    row, k = np.argwhere(outside)[0]
+    warnings.warn(f'{collection.name}: visible keypoints lie outside their photo (first: '
+                  f'keypoint {k} of {names[row]}); they are not counted')
+  return collection.replace(visibility=visibility, eval_pairs=pairs)
 
 
 @functools.lru_cache(maxsize=4)
@@ -93,24 +122,3 @@ def _synthetic(settings: str, size: int, num_parts: int, seed: int, source: str 
                                   source=source,
                                   max_per_image=max_per_image,
                                   random_per_image=random_per_image)
-
-
-def extract_job(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """`config.mode='extract'`: extraction alone; writes `WORKDIR/extraction.json`."""
-  collection = load(config)
-  counts = (collection.matches[..., 4] > 0).sum(1)
-  summary = dict(
-      collection=collection.name,
-      images=len(collection),
-      size=collection.size,
-      pairs=len(collection.pairs),
-      matches_per_pair_mean=float(counts.mean()),
-      matches_per_pair_min=int(counts.min()),
-      matches_per_pair_max=int(counts.max()),
-      foreground_fraction=float(collection.masks.mean()) if collection.masks is not None else 1.0,
-      num_parts=collection.num_parts)
-  if jax.process_index() == 0:  # across hosts only process 0 writes files
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'extraction.json').write_text(json.dumps(summary, indent=2))
-  return summary

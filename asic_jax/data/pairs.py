@@ -1,4 +1,5 @@
-"""The pair list: every pair, or a k-nearest-neighbour graph for collections of hundreds.
+"""The pair list (the one module that owns it): every pair, or a k-nearest-neighbour graph
+for collections of hundreds.
 
 All pairs cost N (N - 1) / 2 mutual-nearest-neighbour searches, which is fine for the
 paper's 10-30 images and not for 300 (44,850 pairs). With `pairs.max_per_image = k`, each
@@ -17,7 +18,11 @@ import warnings
 
 import numpy as np
 
-from asic_jax.data import collection as collection_lib
+
+def all_pairs(n: int) -> np.ndarray:
+  """`[n (n - 1) / 2, 2]` int32: every unordered pair (a, b), a < b, row-major."""
+  a, b = np.triu_indices(n, k=1)
+  return np.stack([a, b], axis=1).astype(np.int32)
 
 
 def identical_images(images: np.ndarray) -> np.ndarray:
@@ -49,7 +54,7 @@ def training_pairs(images: np.ndarray,
                      random_per_image=random_per_image,
                      seed=seed,
                      exclude=same)
-  pairs = collection_lib.all_pairs(len(images))
+  pairs = all_pairs(len(images))
   return pairs[~same[pairs[:, 0], pairs[:, 1]]]
 
 
@@ -74,7 +79,7 @@ def knn_pairs(descriptors: np.ndarray,
     raise ValueError(f'pairs.max_per_image must be >= 1, got {k}')
   exclude = np.zeros((n, n), bool) if exclude is None else np.asarray(exclude, bool)
   if k >= n - 1:
-    pairs = collection_lib.all_pairs(n)
+    pairs = all_pairs(n)
     return pairs[~exclude[pairs[:, 0], pairs[:, 1]]]
   random_per_image = min(max(random_per_image, 0), k)
   unit = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)

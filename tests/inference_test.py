@@ -1,0 +1,32 @@
+"""Flows of a whole collection with collection-wide BatchNorm statistics, in one or two passes."""
+
+import jax
+import numpy as np
+
+from asic_jax import inference, optim
+from asic_jax import state as state_lib
+from conftest import load_config
+
+
+def _live_state(config):
+  state = state_lib.init_state(config, optim.make_optimizer(config), config.data.img_size)
+  head = state.params['align']['head']
+  live = jax.tree.map(lambda x: 0.05 * jax.random.normal(jax.random.key(1), x.shape), head)
+  return state.replace(params=dict(state.params, align=dict(state.params['align'], head=live)))
+
+
+def test_two_pass_statistics_match_one_batch():
+  config = load_config('tiny')
+  state = _live_state(config)
+  images = np.random.default_rng(0).uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
+  one = np.asarray(inference.collection_flows(config, state, images))
+  np.testing.assert_array_equal(inference.collection_flows(config, state, images, chunk=6), one)
+  # Chunks of 3 and 4 (+2): statistics averaged over chunks, then applied; close to one batch.
+  for chunk in (3, 4):
+    two = np.asarray(inference.collection_flows(config, state, images, chunk=chunk))
+    assert np.abs(two - one).max() < 0.05
+  # The statistics do not depend on the batch: the first images' flows equal a run of the
+  # whole set only when the statistics are the collection's, not the chunk's.
+  alone = np.asarray(inference.collection_flows(config, state, images[:3]))
+  assert np.abs(alone - one[:3]).max() > np.abs(
+      np.asarray(inference.collection_flows(config, state, images, chunk=3))[:3] - one[:3]).max()
