@@ -3,16 +3,39 @@
 Each step folder holds the train state ('state') and the config as JSON
 ('config'). Orbax writes a step into a temporary folder and renames it when
 complete, so an interrupted save never leaves a half-written checkpoint that a
-later run would trust.
+later run would trust. A checkpoint that does not read back (a file lost or
+truncated since) is set aside in `WORKDIR/checkpoints_unreadable/<step>`, never
+deleted, with a warning naming it and why, and the newest one that reads is used.
 """
 
 import json
+import logging
 import pathlib
-from typing import Any
+import shutil
+from typing import Any, Callable
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+ASIDE = 'checkpoints_unreadable'
+
+
+class _QuietReadOnly(logging.Filter):
+  """Drops Orbax's notices that a manager opened read-only is read-only (three per restore)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return 'read only' not in (message := record.getMessage()) and 'read_only=True' not in message
+
+
+logging.getLogger('absl').addFilter(_QuietReadOnly())
+
+
+def reason(error: Exception) -> str:
+  """The first line of an Orbax / TensorStore error (which can run to thousands)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return f'{type(error).__name__}: {lines[0][:300] if lines else ""}'
 
 
 class Checkpointer:
@@ -20,14 +43,18 @@ class Checkpointer:
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+    self.read_only = read_only
     # cleanup_tmp_directories: a save a killed process left unfinished (Orbax's temporary
     # folder, never trusted as a checkpoint) is removed when the run resumes.
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep,
-                                           create=not read_only,
-                                           read_only=read_only,
-                                           cleanup_tmp_directories=not read_only)
+    self._options = ocp.CheckpointManagerOptions(max_to_keep=keep,
+                                                 create=not read_only,
+                                                 read_only=read_only,
+                                                 cleanup_tmp_directories=not read_only)
+    self._open()
+
+  def _open(self) -> None:
     self._manager = ocp.CheckpointManager(self.directory,
-                                          options=options,
+                                          options=self._options,
                                           item_names=('state', 'config'))
 
   def latest_step(self) -> int | None:
@@ -66,18 +93,62 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return step, restored.state
 
+  def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
+    """The newest checkpoint that reads, as `(step, state)`; None when none does.
+
+    Each newer one that fails to read is named in a warning with the reason and, unless
+    read-only, moved to `WORKDIR/checkpoints_unreadable/<step>` (kept, never deleted).
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        return self.restore(abstract_state, step)
+      except Exception as error:  # pylint: disable=broad-except  # Orbax raises many kinds
+        why = reason(error)
+      if self.read_only:
+        log.warning('Checkpoint %s/%d does not read (%s); skipped', self.directory, step, why)
+        continue
+      aside = self.directory.parent / ASIDE / str(step)
+      if aside.exists():
+        aside = aside.with_name(f'{step}.{len(list(aside.parent.iterdir()))}')
+      aside.parent.mkdir(parents=True, exist_ok=True)
+      self._manager.close()
+      shutil.move(str(self.directory / str(step)), str(aside))
+      self._open()
+      log.warning('Checkpoint %d does not read (%s); moved to %s, using the one before', step,
+                  why, aside)
+    return None
+
+  def restore_or_init(self, abstract_state: Any, init: Callable[[], Any]) -> tuple[Any, int | None]:
+    """The newest checkpoint that reads (`restore_latest`), or `init()` when none does.
+
+    Returns:
+      (state, the restored step or None when `init` made it).
+    """
+    found = self.restore_latest(abstract_state) if self.all_steps() else None
+    if found is None:
+      if self.all_steps() or (self.directory.parent / ASIDE).exists():
+        log.warning('No checkpoint in %s reads; starting again from step 0', self.directory)
+      return init(), None
+    step, state = found
+    return state, step
+
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
-    """The config saved beside the checkpoint at `step` (the latest when None)."""
+    """The config saved beside the checkpoint at `step` (the latest when None), over today's
+    defaults: a key added since the run was saved takes its default (`config_lib.from_saved`)."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {self.directory}')
     restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return ml_collections.ConfigDict(restored.config)
+    from asic_jax import config_lib  # pylint: disable=import-outside-toplevel
+    return config_lib.from_saved(restored.config)
 
   def wait(self) -> None:
     """Blocks until every asynchronous save has been written."""
     self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for every save, then closes (a second call does nothing)."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
+      self._manager = None

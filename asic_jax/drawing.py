@@ -125,24 +125,39 @@ def _figure_array(fig: Figure) -> np.ndarray:
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def pck_plot(results: dict | None, baseline: dict | None) -> np.ndarray | None:
-  """PCK@alpha (pairs) and k-CyPCK curves of ASIC (solid) and DINO+NN (dashed), in %.
+_STYLES = ('-', '--', ':', '-.')
+
+
+def method_label(results: dict) -> str:
+  """'ASIC', 'DINO+NN', 'VGG-16+MLS', ... from a results file's `method`."""
+  method = results.get('method', 'asic')
+  if method == 'asic':
+    return 'ASIC'
+  backbone, _, kind = method.partition('_')
+  return f'{"VGG-16" if backbone == "vgg16" else backbone.upper()}+{kind.upper()}'
+
+
+def pck_plot(results: dict | None, baselines: Sequence[dict] = ()) -> np.ndarray | None:
+  """PCK@alpha (over image pairs) and k-CyPCK curves of ASIC (solid) and each baseline (dashed,
+  dotted, ...), in %.
 
   Args:
-    results, baseline: the contents of `eval/results.json` and `eval/baseline.json`
-      (either may be None).
+    results: the contents of `eval/results.json`, or None.
+    baselines: the contents of `eval/baseline_*.json` files.
 
   Returns:
-    The plot as `[H, W, 3]` uint8, or None when neither holds a curve.
+    The plot as `[H, W, 3]` uint8, or None when none holds a curve.
   """
-  fig = Figure(figsize=(5.5, 3.6), dpi=100)
+  fig = Figure(figsize=(6.0, 3.9), dpi=100)
   ax = fig.add_subplot()
   alphas = [f'{a:.2f}' for a in evaluate.ALPHAS]
   drawn = 0
-  for source, style, method in ((results, '-', 'ASIC'), (baseline, '--', 'DINO+NN')):
+  sources = [results] + list(baselines)
+  for source, style in zip(sources, _STYLES * len(sources)):
     if not source:
       continue
-    curves = [('pairs', source.get('pck'))]
+    method = method_label(source)
+    curves = [('PCK', source.get('pck'))]
     curves += [(c['metric'], c['pck']) for c in source.get('k_cycle', {}).values()]
     for index, (label, curve) in enumerate(curves):
       if curve:
@@ -155,8 +170,8 @@ def pck_plot(results: dict | None, baseline: dict | None) -> np.ndarray | None:
         drawn += 1
   if not drawn:
     return None
-  ax.set_xlabel('alpha')
-  ax.set_ylabel('PCK@alpha (%)')
+  ax.set_xlabel('alpha (threshold: alpha x the PCK length L)')
+  ax.set_ylabel('correct keypoints (%)')
   ax.set_ylim(0, 100)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
@@ -182,6 +197,7 @@ def loss_plot(records: Sequence[dict]) -> np.ndarray | None:
     ax = fig.add_subplot(rows, columns, index + 1)
     ax.plot(steps, [r.get(key, np.nan) for r in records], linewidth=1.2)
     ax.set_title(key, fontsize=9)
+    ax.set_xlabel('step', fontsize=7)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
   fig.tight_layout()

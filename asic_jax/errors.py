@@ -7,3 +7,7 @@ class UserError(ValueError):
 
 class NonFiniteError(UserError):
   """Training produced a non-finite loss; the message names the step and the term."""
+
+
+class Interrupted(Exception):
+  """Ctrl-C (SIGINT): the message says where the job stopped and how to carry on; exit 130."""

@@ -8,51 +8,24 @@ when the collection has no keypoints); `num_pairs`, `num_keypoints`, the checkpo
 and a hash of the training config. `results.md` / `baseline.md` hold the same as tables.
 """
 
-import hashlib
 import json
 import logging
 import pathlib
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import checkpoint, config_lib, evaluate, optim, parallel
-from asic_jax import state as state_lib
+from asic_jax import config_lib, evaluate, inference, parallel, report, restore
+from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
-from asic_jax.data import loaders
-from asic_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
-_EVAL_OVERRIDES = config_lib.EVAL_SETTINGS
 
 
-def _parent(tree, dotted: str):
-  """(the mapping holding `dotted`'s last part, that part); None when a level is missing."""
-  *path, last = dotted.split('.')
-  for part in path:
-    if part not in tree:
-      return None, last
-    tree = tree[part]
-  return tree, last
-
-
-def config_hash(config: ml_collections.ConfigDict) -> str:
-  """A short hash identifying a training run: its config without the settings an
-  evaluation may change (`_EVAL_OVERRIDES`), as JSON with sorted keys."""
-  settings = json.loads(config.to_json())
-  for dotted in _EVAL_OVERRIDES:
-    node, last = _parent(settings, dotted)
-    if node is not None:
-      node.pop(last, None)
-  text = json.dumps(settings, sort_keys=True)
-  return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _protocol(collection: collection_lib.Collection) -> str:
+def _protocol(collection: collection_lib.Collection, transfer: str = 'nearest') -> str:
   kind = collection.threshold_kind
   length = {
       'bbox': "max side of the target's object box",
@@ -61,23 +34,26 @@ def _protocol(collection: collection_lib.Collection) -> str:
   }[kind]
   return (f'PCK@alpha: ||pred - gt|| < alpha * L, L = {length} ({kind}, S = {collection.size} '
           'px frame), pooled over keypoints; transfer = nearest canonical coordinate among '
-          'target pixels with mask >= 0.1')
+          'target pixels with mask >= 0.1' + (f' ({transfer})' if transfer != 'nearest' else ''))
 
 
 def _curve(values: np.ndarray) -> dict[str, float]:
   return {f'{a:.2f}': float(v) for a, v in zip(evaluate.ALPHAS, values)}
 
 
-def score(collection: collection_lib.Collection, transfer_fn: evaluate.TransferFn,
-          config: ml_collections.ConfigDict) -> dict:
-  """Every metric of `transfer_fn` on the collection (pairs in the S frame)."""
+def score(collection: collection_lib.Collection,
+          transfer_fn: evaluate.TransferFn,
+          config: ml_collections.ConfigDict,
+          transfer: str = 'nearest') -> dict:
+  """Every metric of `transfer_fn` on the collection (pairs in the S frame); `transfer` names
+  how it picks pixels, for the protocol line."""
   e = config.eval
   out = dict(collection=collection.name, size=collection.size, alphas=list(evaluate.ALPHAS))
   ks = tuple(int(k) for k in e.cycle_ks)
   if collection.eval_pairs is not None:
     pairs = collection.eval_pairs
     pred = transfer_fn(pairs.src, pairs.trg, pairs.src_points)
-    out.update(protocol=_protocol(collection),
+    out.update(protocol=_protocol(collection, transfer),
                threshold=collection.threshold_kind,
                num_pairs=len(pairs),
                num_keypoints=int(pairs.visible.sum()),
@@ -85,6 +61,13 @@ def score(collection: collection_lib.Collection, transfer_fn: evaluate.TransferF
                pck_per_pair=_curve(
                    evaluate.pck_per_pair(pred, pairs.trg_points, pairs.visible, pairs.thresholds)))
   cycles = {}
+  # Paper §4.4 scores every hop of a k-cycle within alpha_bbox times the max side of the
+  # hop's target box: the object boxes where the collection has them (CUB's PCK itself uses
+  # alpha * S), else the collection's own PCK length (PF-WILLOW: its keypoints' box).
+  cycle_kind = 'bbox' if collection.bboxes is not None else collection.threshold_kind
+  cycle_lengths = (benchmark.thresholds('bbox', collection.size, len(collection),
+                                        bboxes=collection.bboxes)
+                   if collection.bboxes is not None else collection.thresholds)
   for k in ks:
     try:
       tuples = evaluate.sample_tuples(len(collection),
@@ -97,18 +80,17 @@ def score(collection: collection_lib.Collection, transfer_fn: evaluate.TransferF
       continue
     if collection.keypoints is not None:
       values = evaluate.k_cycle_pck(transfer_fn, tuples, collection.keypoints,
-                                    collection.visibility, collection.thresholds)
+                                    collection.visibility, cycle_lengths)
       visible = np.all(collection.visibility[tuples], axis=1).sum() * k
       cycles[str(k)] = dict(pck=_curve(values),
                             num_tuples=len(tuples),
                             num_keypoints=int(visible),
-                            metric=f'{k}-CyPCK')
+                            metric=f'{k}-CyPCK',
+                            threshold=cycle_kind)
     else:
-      masks = collection.masks if collection.masks is not None else np.ones(
-          collection.images.shape[:3], np.float32)
       values, counted = evaluate.cycle_consistency(transfer_fn,
                                                    tuples,
-                                                   masks,
+                                                   collection.masks_or_ones(),
                                                    collection.size,
                                                    points=e.cycle_points)
       cycles[str(k)] = dict(pck=_curve(values),
@@ -119,8 +101,14 @@ def score(collection: collection_lib.Collection, transfer_fn: evaluate.TransferF
   return out
 
 
-def flow_transfer(flows: jax.Array, masks: np.ndarray | None, chunk: int) -> evaluate.TransferFn:
-  """ASIC's transfer through the canonical space, as a `TransferFn`."""
+def flow_transfer(flows: jax.Array,
+                  masks: np.ndarray | None,
+                  chunk: int,
+                  *,
+                  method: str = 'nearest',
+                  window: int = 2,
+                  temperature: float = 1.0) -> evaluate.TransferFn:
+  """ASIC's transfer through the canonical space (`evaluate.transfer`), as a `TransferFn`."""
   masks = None if masks is None else jnp.asarray(masks)
 
   def fn(src, trg, points):
@@ -130,9 +118,24 @@ def flow_transfer(flows: jax.Array, masks: np.ndarray | None, chunk: int) -> eva
                                 jnp.asarray(src),
                                 jnp.asarray(trg),
                                 jnp.asarray(points, jnp.float32),
-                                chunk=chunk))
+                                chunk=chunk,
+                                method=method,
+                                window=window,
+                                temperature=temperature))
 
   return fn
+
+
+def config_transfer(config: ml_collections.ConfigDict, flows: jax.Array,
+                    masks: np.ndarray | None) -> evaluate.TransferFn:
+  """`flow_transfer` with the config's `eval.transfer` settings."""
+  e = config.eval
+  return flow_transfer(flows,
+                       masks,
+                       e.chunk,
+                       method=e.transfer,
+                       window=int(e.soft_window),
+                       temperature=float(e.soft_temperature))
 
 
 def markdown(results: dict, method: str) -> str:
@@ -174,45 +177,29 @@ def write(workdir: str | pathlib.Path, name: str, results: dict, method: str) ->
   return folder / f'{name}.json'
 
 
-def training_config(cli: ml_collections.ConfigDict, checkpointer: checkpoint.Checkpointer,
-                    step: int | None) -> ml_collections.ConfigDict:
-  """The config saved with the checkpoint, with the command line's evaluation settings."""
-  config = checkpointer.restore_config(step)
-  for dotted in _EVAL_OVERRIDES:
-    src, last = _parent(cli, dotted)
-    dst, _ = _parent(config, dotted)
-    if src is not None and dst is not None and last in src:
-      dst[last] = src[last]
-  return config
-
-
-def restore_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
-  """The trained run in `workdir` at `config.eval.step` (0: the latest checkpoint).
-
-  Returns:
-    `(trained config, collection, train state, step)`: the config saved with the
-    checkpoint with this command line's evaluation settings (`training_config`).
-  """
-  checkpointer = checkpoint.Checkpointer(workdir, read_only=True)
-  saved = checkpointer.all_steps()
-  if not saved:
-    raise UserError(f'no checkpoint in {checkpointer.directory}; train first '
-                    '(--config.mode=train)')
-  step = config.eval.step or max(saved)
-  if step not in saved:
-    raise UserError(f'config.eval.step={step}: no such checkpoint in {checkpointer.directory}; '
-                    f'saved steps: {", ".join(map(str, sorted(saved)))}')
-  trained = training_config(config, checkpointer, step)
-  collection = loaders.load(trained)
-  template = state_lib.init_state(trained, optim.make_optimizer(trained), collection.size)
-  step, state = checkpointer.restore(template, step)
-  return trained, collection, state, step
+def headline(results: dict, method: str = 'ASIC') -> str:
+  """One line of the numbers that matter: PCK@0.10 and @0.05 and 4-CyPCK, with the protocol."""
+  parts = []
+  if 'pck' in results:
+    parts.append(f'PCK@0.10 {100 * results["pck"]["0.10"]:.1f}, PCK@0.05 '
+                 f'{100 * results["pck"]["0.05"]:.1f} ({results["threshold"]} thresholds, '
+                 f'{results["num_pairs"]} pairs)')
+  for k, cycle in results.get('k_cycle', {}).items():
+    if k == '4' or len(results['k_cycle']) == 1:
+      parts.append(f'{cycle["metric"]}@0.10 {100 * cycle["pck"]["0.10"]:.1f}')
+  step = f' at step {results["checkpoint_step"]}' if 'checkpoint_step' in results else ''
+  return f'{method} on {results["collection"]}{step}: ' + '; '.join(parts)
 
 
 def evaluate_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """`config.mode='eval'`: ASIC from the latest (or `eval.step`) checkpoint in `workdir`."""
-  trained, collection, state, step = restore_run(config, workdir)
-  return evaluate_state(trained, state, collection, workdir, step=step)
+  """`config.mode='eval'`: ASIC from the latest (or `eval.step`) checkpoint in `workdir`;
+  prints the headline numbers and refreshes the run's report."""
+  trained, collection, state, step = restore.restore_run(config, workdir)
+  results = evaluate_state(trained, state, collection, workdir, step=step)
+  log.info('%s; %s', headline(results), pathlib.Path(workdir) / 'eval' / 'results.json')
+  if parallel.is_primary():
+    log.info('Report: %s', report.write_report(workdir))
+  return results
 
 
 def evaluate_state(config: ml_collections.ConfigDict,
@@ -224,11 +211,15 @@ def evaluate_state(config: ml_collections.ConfigDict,
                    flows: jax.Array | None = None) -> dict:
   """Scores a train state on its collection and writes `eval/results.{json,md}`."""
   if flows is None:
-    flows = state_lib.collection_flows(config, state, collection.images)
-  results = score(collection, flow_transfer(flows, collection.masks, config.eval.chunk), config)
+    flows = inference.collection_flows(config, state, collection.images)
+  transfer = config.eval.transfer
+  if transfer == 'soft':
+    transfer = (f'soft: window soft-argmax, window {config.eval.soft_window} px, temperature '
+                f'{config.eval.soft_temperature} px^2')
+  results = score(collection, config_transfer(config, flows, collection.masks), config, transfer)
   results.update(method='asic',
                  checkpoint_step=int(step),
-                 config_hash=config_hash(config),
+                 config_hash=config_lib.config_hash(config),
                  preset=config.preset)
   write(workdir, 'results', results, 'ASIC')
   return results

@@ -1,7 +1,10 @@
 """The jobs `config.mode` selects, by name: one dispatcher for the command line and sweeps."""
 
 import logging
+import os
 import pathlib
+import tempfile
+import warnings
 
 import ml_collections
 
@@ -16,6 +19,9 @@ def setup_process(config: ml_collections.ConfigDict) -> None:
   """
   ours = logging.getLogger('asic_jax')
   if not ours.handlers:  # only this function gives our logger a handler
+    # A warning is one line (Python's default adds the source line that raised it).
+    warnings.formatwarning = lambda message, category, *_, **__: (f'{category.__name__}: '
+                                                                  f'{message}\n')
     from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
     absl_logging.set_verbosity(absl_logging.WARNING)
     handler = logging.StreamHandler()
@@ -28,20 +34,41 @@ def setup_process(config: ml_collections.ConfigDict) -> None:
     parallel.initialize_distributed(config)
 
 
+def check_workdir(workdir: str | pathlib.Path) -> None:
+  """A workdir that is a file, or a folder nobody can write in, is one line before anything
+  runs. Writing is tried for real (a temporary file, removed): permissions do not tell on a
+  read-only filesystem, nor for root."""
+  path = pathlib.Path(workdir)
+  existing = path
+  while not existing.exists() and existing != existing.parent:
+    existing = existing.parent
+  if not existing.is_dir():
+    where = 'is a file' if existing == path else f'is inside {existing}, a file'
+    raise UserError(f'--workdir={path} {where}, not a folder; give a folder')
+  try:
+    handle, probe = tempfile.mkstemp(prefix='.asic-write-test-', dir=existing)
+    os.close(handle)
+    os.unlink(probe)
+  except OSError as e:
+    raise UserError(f'--workdir={path}: cannot write in {existing} ({e.strerror or e}); '
+                    'give a folder you can write to') from None
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
   """Runs the job `config.mode` names in `workdir`; returns what that job returns."""
   # Imported here, so that the command line's errors do not wait for JAX to load.
   # pylint: disable=import-outside-toplevel
-  from asic_jax import baseline, eval_run, train, visualize
-  from asic_jax.data import loaders
+  from asic_jax import api, baseline, eval_run, prepare, train, visualize
   jobs = {
       'train': train.train_and_evaluate,
-      'extract': loaders.extract_job,
+      'extract': prepare.extract_job,
       'eval': eval_run.evaluate_run,
       'baseline': baseline.baseline_run,
       'visualize': visualize.visualize_run,
+      'map': api.map_run,
   }
   if config.mode not in jobs:
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
   config_lib.validate(config)
+  check_workdir(workdir)
   return jobs[config.mode](config, workdir)

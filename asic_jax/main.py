@@ -12,7 +12,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from asic_jax import jobs
-from asic_jax.errors import UserError
+from asic_jax.errors import Interrupted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config',
                                           None,
@@ -82,6 +82,14 @@ def main(argv):
     jobs.run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))
+  except Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(130)
+  except KeyboardInterrupt:  # outside the training loop: extraction, evaluation, figures
+    print(f'interrupted: {_CONFIG.value.mode} stopped before it finished; what it had written '
+          'is whole (caches and checkpoints are written atomically): rerun the same command',
+          file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == '__main__':

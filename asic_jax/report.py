@@ -88,17 +88,19 @@ def _figure(src: str, caption: str) -> str:
           f'</a><figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
-def _curves(workdir: pathlib.Path, folder: pathlib.Path, results, baseline) -> list[str]:
+def _curves(workdir: pathlib.Path, folder: pathlib.Path, results, baselines) -> list[str]:
   """The PCK and loss plots, drawn into `folder`; their HTML."""
   parts = []
-  plot = drawing.pck_plot(results, baseline)
+  plot = drawing.pck_plot(results, baselines)
   if plot is not None:
     drawing.write_png(folder / 'pck_curves.png', plot)
+    styles = ('dashed', 'dotted', 'dash-dotted')
+    named = ', '.join(f'{drawing.method_label(b)} {s}' for b, s in zip(baselines, styles * 9))
     parts.append(
         _figure(
             'pck_curves.png', 'PCK@α of keypoint transfer over image pairs and k-CyPCK '
             '(k-cycles), for α = 0.01 … 0.10: ASIC solid' +
-            (', DINO+NN dashed.' if baseline else ' (no DINO+NN baseline in eval/).')))
+            (f', {named}.' if baselines else ' (no baseline in eval/: --config.mode=baseline).')))
   records = _read_records(workdir / 'metrics.jsonl')
   plot = drawing.loss_plot(records)
   if plot is not None:
@@ -141,7 +143,8 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
   folder.mkdir(parents=True, exist_ok=True)
   config = _read_json(workdir / 'config.json')
   results = _read_json(workdir / 'eval' / 'results.json')
-  baseline = _read_json(workdir / 'eval' / 'baseline.json')
+  baselines = [_read_json(p) for p in sorted((workdir / 'eval').glob('baseline_*.json'))]
+  baselines = [b for b in baselines if b]
 
   parts = [f'<h1>ASIC run {html.escape(workdir.absolute().name)}</h1>']
   if config:
@@ -159,17 +162,17 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
     parts.append('<p>No metrics table: this run has no eval/results.json (its collection has '
                  'no ground-truth keypoints, or it was not evaluated: '
                  '<code>--config.mode=eval</code>).</p>')
-  if baseline:
-    parts.append(_method_section('DINO+NN baseline', baseline))
+  for found in baselines:
+    parts.append(_method_section(f'{drawing.method_label(found)} baseline', found))
   parts.append('<h2>Curves</h2>')
-  parts += _curves(workdir, folder, results, baseline)
+  parts += _curves(workdir, folder, results, baselines)
   parts.append('<h2>Figures</h2>')
   parts += _figures(workdir)
   parts += _edits(workdir)
   files = [
-      p for p in ('config.json', 'metrics.jsonl', 'eval/results.md', 'eval/results.json',
-                  'eval/baseline.md', 'eval/baseline.json') if (workdir / p).is_file()
-  ]
+      p for p in ('config.json', 'metrics.jsonl', 'eval/results.md', 'eval/results.json')
+      if (workdir / p).is_file()
+  ] + [f'eval/{p.name}' for p in sorted((workdir / 'eval').glob('baseline_*.*'))]
   if files:
     parts.append('<h2>Files</h2><ul>' + ''.join(
         f'<li><a href="{_href("../" + p)}">{html.escape(p)}</a></li>' for p in files) + '</ul>')

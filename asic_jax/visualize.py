@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, eval_run, evaluate, parallel, report
+from asic_jax import drawing, evaluate, inference, parallel, report, restore
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
@@ -293,7 +293,7 @@ def figures(config: ml_collections.ConfigDict,
     config: the run's config (`vis.*`, `seed`).
     state: the train state (its grid; its model when `flows` is None).
     collection: the collection.
-    flows: `[N, S, S, 2]`, or None to compute them (`state_lib.collection_flows`).
+    flows: `[N, S, S, 2]`, or None to compute them (`inference.collection_flows`).
 
   Returns:
     'colour_wheel', 'colour_maps', 'dense_warps' (when any pair is asked for),
@@ -301,12 +301,11 @@ def figures(config: ml_collections.ConfigDict,
     'pseudo_matches' and 'parts_and_masks'.
   """
   if flows is None:
-    flows = state_lib.collection_flows(config, state, collection.images)
+    flows = inference.collection_flows(config, state, collection.images)
   flows = jnp.asarray(flows)
   size, n = config.vis.size, len(collection)
-  masks = np.ones(collection.images.shape[:3], np.float32) if (collection.masks
-                                                               is None) else collection.masks
-  view = _resized(jnp.asarray(collection.images), flows, jnp.asarray(masks, jnp.float32), size)
+  view = _resized(jnp.asarray(collection.images), flows, jnp.asarray(collection.masks_or_ones()),
+                  size)
   images, small_flows, small_masks = view
   shown = list(range(min(config.vis.num_images, n)))
   step = f' at step {int(state.step)}'
@@ -399,9 +398,7 @@ def propagate_edit(config: ml_collections.ConfigDict, collection: collection_lib
   """
   edit = load_edit(config.edit.image)
   on = edit_index(str(config.edit.on), collection.names)
-  masks = jnp.asarray(
-      np.ones(collection.images.shape[:3], np.float32) if collection.masks is
-      None else collection.masks)
+  masks = jnp.asarray(collection.masks_or_ones())
   canvas = edit_canvas(jnp.asarray(edit), jnp.asarray(flows), masks, on)
   edited = np.asarray(apply_edit(canvas, jnp.asarray(collection.images), jnp.asarray(flows), masks))
   size = config.vis.size
@@ -457,8 +454,8 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   `edit.image` is set, and `report/index.html`.
   """
   workdir = pathlib.Path(workdir)
-  trained, collection, state, step = eval_run.restore_run(config, workdir)  # this vis and edit
-  flows = state_lib.collection_flows(trained, state, collection.images)
+  trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
+  flows = inference.collection_flows(trained, state, collection.images)
   found = figures(trained, state, collection, flows)
   edited = None
   if trained.edit.image:
@@ -470,8 +467,11 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   if not parallel.is_primary():  # one process writes, as for every other output
     return summary
   if edited is not None:
-    for name, image in zip(collection.names, edited):
-      drawing.write_png(workdir / 'edits' / f'{name}.png', image)
+    frames = collection.frames or (None,) * len(collection)
+    for name, image, frame in zip(collection.names, edited, frames):
+      # At the photo's own size and extent (the square's padding cut off), when it had one.
+      drawing.write_png(workdir / 'edits' / f'{name}.png',
+                        image if frame is None else frame.unsquare(image))
   save(found, workdir / 'figures')
   index = report.write_report(workdir)
   log.info('Figures of step %d in %s; report %s', step, workdir / 'figures', index)

@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from asic_jax import eval_run
+from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
 from conftest import load_config
 
@@ -46,3 +46,31 @@ def test_a_step_that_was_not_saved_is_a_clear_error(tiny_run):
   with pytest.raises(UserError,
                      match='config.eval.step=7: no such checkpoint.*saved steps: 10, 20'):
     eval_run.evaluate_run(config, tiny_run)
+
+
+def test_k_cycles_use_the_object_boxes_as_the_paper_does():
+  """CUB scores PCK with alpha * S but paper §4.4 scores k-CyPCK with alpha_bbox: a transfer
+  5 px off at every hop is correct at 0.10 under S = 64 (6.4 px) and wrong under the
+  32-px boxes (3.2 px)."""
+  n, k = 4, 3
+  rng = np.random.default_rng(0)
+  keypoints = rng.uniform(16, 48, (n, k, 2)).astype(np.float32)
+  visibility = np.ones((n, k), bool)
+  lengths = np.full(n, 64.0, np.float32)
+  collection = collection_lib.Collection(
+      name='cub-like',
+      images=np.zeros((n, 64, 64, 3), np.float32),
+      names=tuple('abcd'),
+      keypoints=keypoints,
+      visibility=visibility,
+      thresholds=lengths,
+      eval_pairs=collection_lib.eval_pairs_from_keypoints(keypoints, visibility, lengths),
+      threshold_kind='img',
+      bboxes=np.asarray([[10, 10, 42, 30]] * n, np.float32))  # max side 32
+  off_by_five = lambda src, trg, points: keypoints[trg] + np.asarray([5.0, 0.0], np.float32)
+  config = load_config('base', **{'eval.cycle_ks': (2, 3)})
+  results = eval_run.score(collection, off_by_five, config)
+  assert results['pck']['0.10'] == 1.0 and results['threshold'] == 'img'
+  for cycle in results['k_cycle'].values():
+    assert cycle['threshold'] == 'bbox' and cycle['pck']['0.10'] == 0.0
+    assert cycle['pck']['0.02'] == 0.0 and cycle['pck']['0.05'] == 0.0

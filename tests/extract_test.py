@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asic_jax import checkpoint, train
+from asic_jax import checkpoint, prepare, train
 from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import extract
-from asic_jax.data import folder, images, loaders, synthetic
+from asic_jax.data import folder, images, synthetic
 from asic_jax.errors import UserError
 from asic_jax.models import dino
 from conftest import load_config
@@ -92,17 +92,17 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
   monkeypatch.setattr(extract, 'extract_descriptors',
                       lambda *a, **k: calls.append(1) or real(*a, **k))
   config = _config(tiny_vit, photo_folder, tmp_path / 'cache')
-  first = loaders.load(config)
+  first = prepare.load(config)
   assert len(calls) == 1
   assert first.pairs.shape[1] == 2 and first.matches.shape[2] == 5
   assert first.masks.shape == first.parts.shape == (8, SIZE, SIZE)
-  again = loaders.load(config)
+  again = prepare.load(config)
   assert len(calls) == 1  # a second run recomputes nothing
   for field in ('pairs', 'matches', 'masks', 'parts'):
     np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
 
   # A changed setting recomputes.
-  loaders.load(_config(tiny_vit, photo_folder, tmp_path / 'cache', **{'features.max_matches': 3}))
+  prepare.load(_config(tiny_vit, photo_folder, tmp_path / 'cache', **{'features.max_matches': 3}))
   assert len(calls) == 2
   # A truncated entry is rebuilt (with a warning), to the same result.
   entries = sorted((tmp_path / 'cache' / 'correspondences').glob('*.npz'))
@@ -112,7 +112,7 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
       cache_lib.make_key(extract.extraction_settings(config), cache_lib.digest_arrays(first.images),
                          'none'))
   target.write_bytes(target.read_bytes()[:200])
-  rebuilt = loaders.load(config)
+  rebuilt = prepare.load(config)
   assert len(calls) == 3
   np.testing.assert_array_equal(rebuilt.matches, first.matches)
   # A changed image recomputes.
@@ -123,7 +123,7 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
   pixels = np.asarray(Image.open(changed / 'img3.png')).copy()
   pixels[:8] = 255 - pixels[:8]
   Image.fromarray(pixels).save(changed / 'img3.png')
-  loaders.load(_config(tiny_vit, changed, tmp_path / 'cache'))
+  prepare.load(_config(tiny_vit, changed, tmp_path / 'cache'))
   assert len(calls) == 4
 
 
@@ -211,7 +211,7 @@ def test_folder_extracts_trains_and_checkpoints(tiny_vit, photo_folder, tmp_path
           'train.log_every': 1,
           'vis.enabled': False
       })
-  summary = loaders.extract_job(config, tmp_path / 'run')
+  summary = prepare.extract_job(config, tmp_path / 'run')
   assert json.loads((tmp_path / 'run' / 'extraction.json').read_text()) == summary
   assert summary['images'] == 8 and summary['pairs'] >= 1
   with warnings.catch_warnings():
@@ -222,7 +222,7 @@ def test_folder_extracts_trains_and_checkpoints(tiny_vit, photo_folder, tmp_path
 
 def test_knn_pair_graph_through_extraction(tiny_vit, photo_folder, tmp_path):
   config = _config(tiny_vit, photo_folder, tmp_path / 'cache', **{'pairs.max_per_image': 2})
-  collection = loaders.load(config)
+  collection = prepare.load(config)
   assert len(collection.pairs) <= 8 * 2  # N k, not N (N - 1) / 2 = 28
   # Pairs without matches are dropped, so degrees can fall below k only for those.
   assert np.bincount(collection.pairs.ravel(), minlength=8).max() >= 2

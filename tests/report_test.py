@@ -66,9 +66,9 @@ def test_report_links_resolve_and_hold_the_printed_numbers(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
   results = json.loads((workdir / 'eval' / 'results.json').read_text())
-  baseline = dict(results, method='dino_nn', baseline=dict(preset='dvd', layer=9))
+  baseline = dict(results, method='vgg16_mls', baseline=dict(layer='relu4_3', method='mls'))
   baseline['pck'] = {a: v / 2 for a, v in results['pck'].items()}
-  (workdir / 'eval' / 'baseline.json').write_text(json.dumps(baseline))
+  (workdir / 'eval' / 'baseline_vgg16_mls.json').write_text(json.dumps(baseline))
   image = np.zeros((4, 6, 3), np.uint8)
   visualize.save({
       'colour_maps': (image, 'maps'),
@@ -93,6 +93,8 @@ def test_report_links_resolve_and_hold_the_printed_numbers(tiny_run, tmp_path):
   for value in _pck_values(baseline):
     assert report.percent(value) in baseline_cells
   assert html.escape(results['protocol']) in text
+  assert 'VGG-16+MLS baseline' in text and 'VGG-16+MLS dashed' in text
+  assert '../eval/baseline_vgg16_mls.json' in sources
 
 
 def test_report_of_a_run_without_keypoints_or_figures(tmp_path):

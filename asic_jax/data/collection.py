@@ -57,6 +57,8 @@ class Collection:
       k-cycle tuples stay within one group), or None (one group).
     threshold_kind: how `thresholds` were made: 'bbox', 'img' or 'kp_bbox'.
     bboxes: `[N, 4]` float32 object boxes (x1, y1, x2, y2), S frame, or None.
+    frames: N `SquareFrame`s, how each original photo became its S x S square (padding,
+      scale, original size), or None (synthetic images are square from the start).
   """
   name: str
   images: np.ndarray
@@ -73,6 +75,7 @@ class Collection:
   groups: Optional[np.ndarray] = None
   threshold_kind: str = 'img'
   bboxes: Optional[np.ndarray] = None
+  frames: Optional[tuple] = None
 
   def __post_init__(self):
     n = len(self.images)
@@ -85,6 +88,8 @@ class Collection:
       raise ValueError(f'{self.name}: {len(self.names)} names for {n} images')
     if len(set(self.names)) != n:
       raise ValueError(f'{self.name}: image names are not unique')
+    if self.frames is not None and len(self.frames) != n:
+      raise ValueError(f'{self.name}: {len(self.frames)} frames for {n} images')
     size = self.images.shape[1]
     for field, shape in (('masks', (n, size, size)), ('parts', (n, size, size))):
       value = getattr(self, field)
@@ -114,11 +119,20 @@ class Collection:
   def replace(self, **changes) -> 'Collection':
     return dataclasses.replace(self, **changes)
 
+  def masks_or_ones(self) -> np.ndarray:
+    """`[N, S, S]` float32: the masks, or all foreground when the collection has none."""
+    if self.masks is None:
+      return np.ones(self.images.shape[:3], np.float32)
+    return self.masks.astype(np.float32)
 
-def all_pairs(n: int) -> np.ndarray:
-  """`[n (n - 1) / 2, 2]` int32: every unordered pair (a, b), a < b, row-major."""
-  a, b = np.triu_indices(n, k=1)
-  return np.stack([a, b], axis=1).astype(np.int32)
+  def photo_areas(self) -> np.ndarray:
+    """`[N, S, S]` float32: 1 where each square shows its photo, 0 on its edge padding: the
+    foreground of a collection without masks (`features.masks='none'`)."""
+    frames = self.frames or (None,) * len(self)
+    return np.stack([
+        np.ones((self.size, self.size), np.float32) if f is None else f.area(self.size)
+        for f in frames
+    ])
 
 
 def eval_pairs_from_keypoints(keypoints: np.ndarray,

@@ -83,12 +83,13 @@ def load_cub(root: str | pathlib.Path,
     raise UserError(f'CUB class {category}: {len(entries)} test images, a collection needs 2')
   parts = _part_locs(base / 'parts' / 'part_locs.txt', {image_id for image_id, _, _ in entries})
 
-  squares, names, keypoints, visibility, bboxes = [], [], [], [], []
+  squares, names, keypoints, visibility, bboxes, frames = [], [], [], [], [], []
   for image_id, rel_path, box in entries:
     image = images_lib.read_rgb(base / 'images' / rel_path)
     x0, y0, side = crop_box(box)
     square, frame = crop_square(image, x0, y0, side, size)
     squares.append(square)
+    frames.append(frame)
     names.append(pathlib.Path(rel_path).stem)
     visible = parts[image_id][:, 2] > 0
     points = frame.points(parts[image_id][:, :2] - 1.0)
@@ -112,7 +113,8 @@ def load_cub(root: str | pathlib.Path,
                                    eval_pairs=collection_lib.eval_pairs_from_keypoints(
                                        keypoints, visibility, lengths),
                                    threshold_kind=kind,
-                                   bboxes=bboxes)
+                                   bboxes=bboxes,
+                                   frames=tuple(frames))
 
 
 def crop_box(box: np.ndarray, padding: float = CROP_PADDING) -> tuple[int, int, int]:
@@ -147,7 +149,7 @@ def crop_square(image: np.ndarray, x0: int, y0: int, side: int,
   padded = np.pad(image[top:bottom, left:right], pad, mode='edge')
   # Already square, so `square` only resizes; the crop is an offset in front of its frame.
   resized, frame = images_lib.square(padded, size)
-  return resized, images_lib.SquareFrame(frame.left - x0, frame.top - y0, frame.scale)
+  return resized, images_lib.SquareFrame(frame.left - x0, frame.top - y0, frame.scale, width, height)
 
 
 def _round(value: float) -> int:

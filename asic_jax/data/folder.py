@@ -108,7 +108,8 @@ def load_folder(path: str | pathlib.Path,
       name=name or path.name,
       images=images_lib.to_unit_range(np.stack(squares)),
       names=tuple(stems),
-      masks=np.stack(masks).astype(np.float32) if masks else None)
+      masks=np.stack(masks).astype(np.float32) if masks else None,
+      frames=tuple(frames))
   keypoints = keypoints or (path / KEYPOINTS_FILE if (path / KEYPOINTS_FILE).is_file() else None)
   if keypoints is None:
     return collection

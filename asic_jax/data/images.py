@@ -59,19 +59,56 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SquareFrame:
-  """How an original image became the S x S square: pad (left, top), then scale."""
+  """How an original image became the S x S square: pad (left, top), then scale.
+
+  `width` x `height` is the original image's size (0 when unknown). A crop (CUB) is a
+  negative offset: the square then covers only part of the original.
+  """
   left: int
   top: int
-  scale: float  # S / max(width, height)
+  scale: float  # S / max(width, height), or S / the crop's side
+  width: int = 0
+  height: int = 0
 
   def points(self, xy: np.ndarray) -> np.ndarray:
     """Original pixel (x, y) `[..., 2]` -> pixel of the S x S image (float32)."""
     shifted = np.asarray(xy, np.float64) + np.asarray([self.left, self.top])
     return ((shifted + 0.5) * self.scale - 0.5).astype(np.float32)
 
+  def to_original(self, xy: np.ndarray) -> np.ndarray:
+    """Pixel (x, y) `[..., 2]` of the S x S image -> original pixel (float64); the inverse
+    of `points`."""
+    return (np.asarray(xy, np.float64) + 0.5) / self.scale - 0.5 - np.asarray(
+        [self.left, self.top])
+
+  def inside(self, xy: np.ndarray) -> np.ndarray:
+    """`[...]` bool: original pixels (x, y) `[..., 2]` within the original image."""
+    xy = np.asarray(xy, np.float64)
+    return ((xy[..., 0] >= -0.5) & (xy[..., 0] <= self.width - 0.5) & (xy[..., 1] >= -0.5) &
+            (xy[..., 1] <= self.height - 0.5))
+
   def length(self, value: np.ndarray | float) -> np.ndarray:
     """A length in original pixels (a bbox side) -> pixels of the S frame."""
     return np.asarray(value, np.float64) * self.scale
+
+  def area(self, size: int) -> np.ndarray:
+    """`[S, S]` float32: 1 on the square's pixels that show the photo, 0 on its padding (all
+    ones when the original size is unknown)."""
+    if not (self.width and self.height):
+      return np.ones((size, size), np.float32)
+    ticks = np.arange(size, dtype=np.float64)
+    xs, ys = np.meshgrid(ticks, ticks, indexing='xy')
+    return self.inside(self.to_original(np.stack([xs, ys], -1))).astype(np.float32)
+
+  def unsquare(self, image: np.ndarray) -> np.ndarray:
+    """An S x S image (uint8 `[S, S, C]`) back at the original's size and place: resized to
+    the padded side, the padding cut off (for a crop: the cropped part, at its own size)."""
+    side = int(round(image.shape[0] / self.scale))
+    full = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))
+    x0, y0 = max(self.left, 0), max(self.top, 0)
+    x1 = min(self.left + self.width, side) if self.width else side
+    y1 = min(self.top + self.height, side) if self.height else side
+    return full[y0:y1, x0:x1]
 
 
 def square(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareFrame]:
@@ -82,7 +119,7 @@ def square(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareFrame]:
   pad = ((top, side - height - top), (left, side - width - left)) + ((0, 0),) * (image.ndim - 2)
   padded = np.pad(image, pad, mode='edge')
   resized = np.asarray(Image.fromarray(padded).resize((size, size), Image.Resampling.BILINEAR))
-  return resized, SquareFrame(left, top, size / side)
+  return resized, SquareFrame(left, top, size / side, width, height)
 
 
 def load_square(path: str | pathlib.Path, size: int) -> np.ndarray:

@@ -12,7 +12,7 @@ evaluation pairs are all ordered pairs within each sub-folder (10 x 9 per
 folder, 900 over the dataset). Stems repeat across sub-folders (car(M) and
 car(S) both hold Cars_000a: the same file, as are all 30 repeated stems), so an image's
 name is '<sub-folder>_<stem>'. Both copies stay (each sub-folder's evaluation pairs need
-them); training never pairs a file with its copy (`correspondences.pairs`).
+them); training never pairs a file with its copy (`data.pairs`).
 The default PCK threshold is `kp_bbox` (every keypoint is annotated).
 """
 
@@ -56,7 +56,7 @@ def load_pfwillow(root: str | pathlib.Path,
   benchmark.check_category(_DATASET, category, CATEGORIES)
   kind = benchmark.threshold_kind(threshold, 'kp_bbox')
   base = benchmark.require(pathlib.Path(root) / 'PF-dataset-WILLOW', _DATASET, _LAYOUT)
-  squares, names, keypoints, groups = [], [], [], []
+  squares, names, keypoints, groups, frames = [], [], [], [], []
   for group, subfolder in enumerate(SUBFOLDERS):
     if subfolder.split('(')[0] != category:
       continue
@@ -67,6 +67,7 @@ def load_pfwillow(root: str | pathlib.Path,
     for path in paths:
       image, frame = images_lib.square(images_lib.read_rgb(path), size)
       squares.append(image)
+      frames.append(frame)
       names.append(f'{subfolder}_{path.stem}')
       keypoints.append(frame.points(_read_points(path.with_suffix('.mat'))))
       groups.append(group)
@@ -85,7 +86,8 @@ def load_pfwillow(root: str | pathlib.Path,
                                    eval_pairs=collection_lib.eval_pairs_from_keypoints(
                                        keypoints, visibility, lengths, groups),
                                    groups=groups,
-                                   threshold_kind=kind)
+                                   threshold_kind=kind,
+                                   frames=tuple(frames))
 
 
 def _read_points(path: pathlib.Path) -> np.ndarray:

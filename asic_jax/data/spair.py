@@ -131,7 +131,8 @@ def load_spair(root: str | pathlib.Path,
                                    thresholds=lengths,
                                    eval_pairs=eval_pairs,
                                    threshold_kind=kind,
-                                   bboxes=bboxes)
+                                   bboxes=bboxes,
+                                   frames=tuple(frames))
 
 
 def _scatter(frame: images_lib.SquareFrame, ids, xy, num_kps: int, source: pathlib.Path):

@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax.correspondences import pairs as pairs_lib
 from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
+from asic_jax.data import pairs as pairs_lib
 from asic_jax.ops import sampling, tps
 
 # The source shape: ellipses (centre x, centre y, radius x, radius y), normalised.

