@@ -52,25 +52,78 @@ def nearest_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array
   return jnp.stack([index % width, index // width], axis=-1)
 
 
-def transfer(src_flow: jax.Array, trg_flow: jax.Array, trg_mask: jax.Array | None,
-             points: jax.Array) -> jax.Array:
-  """Carries `points [K, 2]` (pixels of the source) to the target: `[K, 2]` int32 pixels."""
-  return nearest_pixels(trg_flow, trg_mask, canonical_points(src_flow, points))
+def soft_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array, *, window: int,
+                temperature: float) -> jax.Array:
+  """Sub-pixel transfer: a soft-argmax of the canonical distances within a window around the
+  hard argmin (GeoAware-SC's window soft-argmax), `[K, 2]` float32 (x, y) pixels.
+
+  Pixels within `window` pixels (Chebyshev) of `nearest_pixels`' answer, and allowed by the
+  mask as there, are weighted by softmax(-d^2 / (temperature * u^2)), d the canonical
+  distance and u = 2 / (side - 1) the canonical size of one pixel (so `temperature` is in
+  squared pixels, whatever the resolution); their weighted mean position is the answer.
+  """
+  height, width = flow.shape[:2]
+  distance = jnp.sum(jnp.square(flow.reshape(1, -1, 2) - canonical[:, None, :]), axis=-1)
+  if mask is not None:
+    allowed = mask.reshape(1, -1) >= MASK_THRESHOLD
+    distance = jnp.where(allowed | ~jnp.any(allowed), distance, jnp.inf)
+  index = jnp.argmin(distance, axis=1)
+  xs = jnp.tile(jnp.arange(width), height)
+  ys = jnp.repeat(jnp.arange(height), width)
+  near = ((jnp.abs(xs[None] - (index % width)[:, None]) <= window) &
+          (jnp.abs(ys[None] - (index // width)[:, None]) <= window) & jnp.isfinite(distance))
+  unit = 2.0 / (max(height, width) - 1)
+  logits = jnp.where(near, -distance / (temperature * unit**2), -jnp.inf)
+  weights = jax.nn.softmax(logits, axis=1)
+  return jnp.stack([weights @ xs.astype(jnp.float32), weights @ ys.astype(jnp.float32)], axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=('chunk',))
+# How a transfer picks its target pixel (`eval.transfer`): the paper's hard argmin, or a
+# window soft-argmax around it.
+TRANSFERS = ('nearest', 'soft')
+
+
+def transfer(src_flow: jax.Array,
+             trg_flow: jax.Array,
+             trg_mask: jax.Array | None,
+             points: jax.Array,
+             *,
+             method: str = 'nearest',
+             window: int = 2,
+             temperature: float = 1.0) -> jax.Array:
+  """Carries `points [K, 2]` (pixels of the source) to the target: `[K, 2]` pixels, int32
+  for 'nearest' (the paper's), float32 for 'soft' (`soft_pixels`)."""
+  canonical = canonical_points(src_flow, points)
+  if method == 'soft':
+    return soft_pixels(trg_flow, trg_mask, canonical, window=window, temperature=temperature)
+  if method != 'nearest':
+    raise ValueError(f'method must be one of {TRANSFERS}, got {method!r}')
+  return nearest_pixels(trg_flow, trg_mask, canonical)
+
+
+@functools.partial(jax.jit, static_argnames=('chunk', 'method', 'window', 'temperature'))
 def transfer_pairs(flows: jax.Array,
                    masks: jax.Array | None,
                    src: jax.Array,
                    trg: jax.Array,
                    points: jax.Array,
-                   chunk: int = 8) -> jax.Array:
+                   chunk: int = 8,
+                   *,
+                   method: str = 'nearest',
+                   window: int = 2,
+                   temperature: float = 1.0) -> jax.Array:
   """`transfer` for E pairs: flows `[N, H, W, 2]`, masks `[N, H, W]` or None, src/trg `[E]`,
-  points `[E, K, 2]` -> `[E, K, 2]` int32. Pairs go `chunk` at a time to bound memory."""
+  points `[E, K, 2]` -> `[E, K, 2]`. Pairs go `chunk` at a time to bound memory."""
 
   def one(args):
     s, t, p = args
-    return transfer(flows[s], flows[t], None if masks is None else masks[t], p)
+    return transfer(flows[s],
+                    flows[t],
+                    None if masks is None else masks[t],
+                    p,
+                    method=method,
+                    window=window,
+                    temperature=temperature)
 
   return jax.lax.map(one, (src, trg, points), batch_size=chunk)
 

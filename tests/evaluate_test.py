@@ -182,3 +182,32 @@ def test_an_empty_target_mask_searches_the_whole_target():
   np.testing.assert_array_equal(evaluate.nearest_pixels(flow, empty, canonical), [[2, 1], [5, 4]])
   half = empty.at[:, :3].set(1.0)  # only the left half allowed: (5, 4) moves to (2, 4)
   np.testing.assert_array_equal(evaluate.nearest_pixels(flow, half, canonical), [[2, 1], [2, 4]])
+
+
+def test_soft_transfer_is_a_window_soft_argmax():
+  """Hand-computed on a 5 x 5 identity grid (one pixel = 0.5 canonical units): the query
+  (0.1, 0) sits 0.2 px right of the centre pixel (2, 2). Within the 3 x 3 window around it,
+  pixel (x, y) has squared canonical distance ((x - 2.2)^2 + (y - 2)^2) * 0.25 and weight
+  exp(-that / (t * 0.25)) = exp(-((x - 2.2)^2 + (y - 2)^2) / t): a Gaussian in pixels."""
+  flow = sampling.identity_grid(5, 5)
+  query = jnp.asarray([[0.1, 0.0]])
+  t = 0.5
+  xs, ys = np.meshgrid([1, 2, 3], [1, 2, 3], indexing='xy')
+  w = np.exp(-((xs - 2.2)**2 + (ys - 2)**2) / t)
+  expected = [np.sum(w * xs) / w.sum(), np.sum(w * ys) / w.sum()]
+  got = evaluate.soft_pixels(flow, None, query, window=1, temperature=t)
+  np.testing.assert_allclose(got[0], expected, atol=1e-5)
+  # The window: with window 0 it is the hard argmin; a masked-out pixel never counts.
+  np.testing.assert_allclose(evaluate.soft_pixels(flow, None, query, window=0, temperature=t),
+                             [[2.0, 2.0]])
+  mask = jnp.ones((5, 5)).at[2, 3].set(0.0)  # pixel (3, 2): x = 3, y = 2
+  w_masked = np.where((xs == 3) & (ys == 2), 0.0, w)
+  expected = [np.sum(w_masked * xs) / w_masked.sum(), np.sum(w_masked * ys) / w_masked.sum()]
+  np.testing.assert_allclose(
+      evaluate.soft_pixels(flow, mask, query, window=1, temperature=t)[0], expected, atol=1e-5)
+  # 'nearest' through `transfer` is the paper's integer pixel; 'soft' its refinement.
+  src = sampling.identity_grid(5, 5)
+  point = jnp.asarray([[2.2, 2.0]])
+  np.testing.assert_array_equal(evaluate.transfer(src, flow, None, point), [[2, 2]])
+  soft = evaluate.transfer(src, flow, None, point, method='soft', window=1, temperature=t)
+  np.testing.assert_allclose(soft, [[np.sum(w * xs) / w.sum(), 2.0]], atol=1e-5)

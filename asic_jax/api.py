@@ -1,0 +1,468 @@
+"""The Python API over a trained run: `asic_jax.load(workdir)` -> `Alignment`.
+
+    import asic_jax
+    run = asic_jax.load('runs/duck')                      # the latest checkpoint
+    cc, mask = run.canonical('duck(S)_060_0000')          # [H, W, 2] canonical (x, y), [H, W]
+    seen = run.transfer([[120, 80]], src=0, trg='all')    # {name: [1, 2]} in each photo's pixels
+    more = run.map(['new/a.jpg', 'new/b.jpg'])            # photos not in the collection
+    more.transfer([[120, 80]], src=0, trg='a')
+    run.export('duck.npz')
+
+Frames: every point argument and result is (x, y) in the pixels of the image's *original*
+photo (0 ... W - 1, corner-aligned pixel centres), not the S x S square the model sees; the
+run keeps each photo's `SquareFrame` (padding, scale and size) and maps through it. Images are
+named by name or by index. One restore (`asic_jax.restore`) and one inference path
+(`asic_jax.inference`, `asic_jax.evaluate`) serve `mode=eval`, `mode=visualize` and this API,
+so a transfer here is exactly `mode=eval`'s in the S frame.
+
+Photos outside the collection (`map`) are run through the U-Net with the *collection's*
+BatchNorm statistics; their masks are given, or made as training made them (whole images
+when the run used `features.masks='none'`; DINO co-segmentation of the collection together
+with the new photos for `'coseg'`).
+"""
+
+import functools
+import os
+import pathlib
+from typing import Sequence
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from asic_jax import evaluate, inference, restore, visualize
+from asic_jax.data import collection as collection_lib
+from asic_jax.data import images as images_lib
+from asic_jax.errors import UserError
+from asic_jax.ops import sampling
+
+ImageRef = int | str
+_QUERIES = 4096  # pixels whose distances to a whole image are held at once
+
+
+class UnknownImage(UserError, KeyError):
+  """An image name or index the alignment does not hold."""
+
+  def __str__(self):  # KeyError's repr-quoting would wrap the message in quotes
+    return str(self.args[0])
+
+
+class PointOutside(UserError):
+  """A point outside its photo."""
+
+
+def load(workdir: str | os.PathLike, step: int | None = None) -> 'Alignment':
+  """The trained run in `workdir` at `step` (None: the newest checkpoint that reads).
+
+  Raises:
+    UserError: no checkpoint, no such step, or the run's dataset is gone.
+  """
+  return _restored(None, workdir, step=int(step or 0))
+
+
+def _restored(cli, workdir, step: int = 0) -> 'Alignment':
+  """`restore.restore_run` (with the command line's evaluation settings, or none) as an
+  `Alignment`."""
+  config, collection, state, step = restore.restore_run(cli, workdir, step=step)
+  flows = inference.collection_flows(config, state, collection.images)
+  return Alignment(config, collection, state, step, flows)
+
+
+@functools.partial(jax.jit, static_argnames=('size',))
+def _sample(field: jax.Array, points: jax.Array, size: int) -> jax.Array:
+  """`field [S, S, C]` read bilinearly (border) at S-frame pixels `points [..., 2]`."""
+  return sampling.grid_sample(field, sampling.pixel_to_normalized(points, size), 'border')
+
+
+@jax.jit
+def _nearest_chunked(flow: jax.Array, mask: jax.Array, canonical: jax.Array) -> jax.Array:
+  """`evaluate.nearest_pixels` for many queries `[Q, 2]`, a chunk at a time: `[Q, 2]` int32."""
+  return jax.lax.map(lambda c: evaluate.nearest_pixels(flow, mask, c[None])[0],
+                     canonical,
+                     batch_size=_QUERIES)
+
+
+class Alignment:
+  """A trained alignment of a collection (and of photos mapped into it), loaded once.
+
+  Attributes:
+    config: the run's config (as saved with its checkpoint).
+    collection: the `Collection` (its images as S x S squares in [-1, 1]).
+    step: the checkpoint step.
+    names: the image names, in index order.
+    size: S.
+  """
+
+  def __init__(self, config, collection: collection_lib.Collection, state, step: int,
+               flows: jax.Array, *, statistics=None):
+    self.config, self.collection, self.step = config, collection, int(step)
+    self._state = state
+    self._flows = jnp.asarray(flows)
+    self._masks = jnp.asarray(collection.masks_or_ones())
+    self._statistics = statistics
+
+  # -- names and frames ---------------------------------------------------------------------
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return self.collection.names
+
+  @property
+  def size(self) -> int:
+    return self.collection.size
+
+  def __len__(self) -> int:
+    return len(self.collection)
+
+  def index(self, image: ImageRef) -> int:
+    """An image's index from its name or index (negative counts from the end)."""
+    n = len(self)
+    if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+      if -n <= image < n:
+        return int(image) % n
+    elif image in self.names:
+      return self.names.index(image)
+    shown = ', '.join(self.names[:6]) + (' ...' if n > 6 else '')
+    raise UnknownImage(f'no image {image!r} in this alignment: {n} images, indices 0 ... '
+                       f'{n - 1}, names {shown}')
+
+  def frame(self, image: ImageRef) -> images_lib.SquareFrame:
+    """How the photo became its S x S square (an identity frame for square inputs)."""
+    frames = self.collection.frames
+    if frames is None or frames[self.index(image)] is None:
+      return images_lib.SquareFrame(0, 0, 1.0, self.size, self.size)
+    return frames[self.index(image)]
+
+  def _to_square(self, image: ImageRef, points, what: str) -> np.ndarray:
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+      raise UserError(f'{what} must be [K, 2] (x, y) pixels, got shape {points.shape}')
+    frame = self.frame(image)
+    outside = ~frame.inside(points) | ~np.all(np.isfinite(points), axis=1)
+    if outside.any():
+      k = int(np.argmax(outside))
+      raise PointOutside(f'{what}: point {k} {points[k].tolist()} is outside image '
+                         f'{self.names[self.index(image)]!r} ({frame.width} x {frame.height} px)')
+    return frame.points(points)
+
+  def _pixel_grid(self, image: ImageRef) -> np.ndarray:
+    """`[H, W, 2]` S-frame positions of every pixel of the original photo."""
+    frame = self.frame(image)
+    xs, ys = np.meshgrid(np.arange(frame.width), np.arange(frame.height), indexing='xy')
+    return frame.points(np.stack([xs, ys], -1))
+
+  def photo(self, image: ImageRef) -> np.ndarray:
+    """The photo as the run holds it, back at its own size: `[H, W, 3]` uint8 (resampled from
+    its S x S square)."""
+    i = self.index(image)
+    square = np.rint((self.collection.images[i] + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    return self.frame(i).unsquare(square)
+
+  def colour_map(self, image: ImageRef) -> np.ndarray:
+    """The canonical colour map (paper Fig. 3) over the photo's foreground, at its own size:
+    `[H, W, 3]` uint8; same colour, same canonical point."""
+    coords, mask = self.canonical(image)
+    colours = np.asarray(visualize.colour_wheel(jnp.asarray(coords)))
+    blended = self.photo(image) / 255.0 * (1 - mask[..., None]) + colours * mask[..., None]
+    return np.rint(np.clip(blended, 0, 1) * 255).astype(np.uint8)
+
+  # -- per-image and pairwise maps ----------------------------------------------------------
+
+  def canonical(self, image: ImageRef) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical (x, y) in [-1, 1] of every pixel of the photo, `[H, W, 2]`, and its
+    foreground mask `[H, W]` in [0, 1]."""
+    i = self.index(image)
+    grid = jnp.asarray(self._pixel_grid(i))
+    coords = _sample(self._flows[i], grid, self.size)
+    mask = _sample(self._masks[i][..., None], grid, self.size)[..., 0]
+    return np.asarray(coords), np.asarray(mask)
+
+  def transfer(self,
+               points,
+               src: ImageRef,
+               trg: ImageRef | str = 'all',
+               *,
+               method: str | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """Carries `points [K, 2]` (pixels of photo `src`) to photo `trg`: `[K, 2]` pixels of
+    `trg`; `trg='all'` gives `{name: [K, 2]}` for every other image.
+
+    `method` is 'nearest' (the paper's) or 'soft' (a window soft-argmax); None takes the
+    run's `eval.transfer`. In the S frame this is exactly `mode=eval`'s transfer.
+    """
+    s = self.index(src)
+    square = jnp.asarray(self._to_square(s, points, 'points'), jnp.float32)
+    if isinstance(trg, str) and trg == 'all' and 'all' not in self.names:
+      return {
+          self.names[t]: self.transfer(points, s, t, method=method)
+          for t in range(len(self))
+          if t != s
+      }
+    t = self.index(trg)
+    e = self.config.eval
+    found = evaluate.transfer(self._flows[s],
+                              self._flows[t],
+                              self._masks[t],
+                              square,
+                              method=method or e.transfer,
+                              window=int(e.soft_window),
+                              temperature=float(e.soft_temperature))
+    return self.frame(t).to_original(np.asarray(found, np.float64))
+
+  def flow(self, src: ImageRef, trg: ImageRef) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of photo `trg`: the pixel of photo `src` with the nearest canonical
+    coordinate (among `src` pixels with mask >= 0.1), `[H_trg, W_trg, 2]` (x, y) in `src`'s
+    pixels, and whether it counts, `[H_trg, W_trg]` bool (the `trg` pixel is foreground,
+    mask >= 0.5). What a dense warp carries, seen from the target."""
+    s, t = self.index(src), self.index(trg)
+    found, valid = self._square_flow(s, t)
+    nearest = np.clip(np.rint(self._pixel_grid(t)), 0, self.size - 1).astype(int)
+    rows, cols = nearest[..., 1], nearest[..., 0]
+    return self.frame(s).to_original(found[rows, cols]), valid[rows, cols]
+
+  def _square_flow(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """`flow` in the S frame: `[S, S, 2]` src pixels for every trg pixel, and validity."""
+    queries = self._flows[t].reshape(-1, 2)
+    found = np.asarray(_nearest_chunked(self._flows[s], self._masks[s], queries))
+    valid = np.asarray(self._masks[t] >= visualize.FOREGROUND) & bool(
+        jnp.any(self._masks[s] >= evaluate.MASK_THRESHOLD))
+    return found.reshape(self.size, self.size, 2).astype(np.float64), valid
+
+  def warp(self, src: ImageRef, trg: ImageRef) -> tuple[np.ndarray, np.ndarray]:
+    """Photo `src` warped onto photo `trg` through `flow`: `[H_trg, W_trg, 3]` uint8 (black
+    where nothing lands) and the validity `[H_trg, W_trg]`."""
+    s, t = self.index(src), self.index(trg)
+    found, valid = self._square_flow(s, t)
+    image = (jnp.asarray(self.collection.images[s]) + 1.0) / 2.0
+    warped = np.asarray(_sample(image, jnp.asarray(found, jnp.float32), self.size))
+    warped = np.where(valid[..., None], warped, 0.0)
+    frame = self.frame(t)
+    pixels = np.rint(np.clip(warped, 0, 1) * 255).astype(np.uint8)
+    mask = frame.unsquare(np.repeat(valid[..., None].astype(np.uint8) * 255, 3, -1))[..., 0]
+    return frame.unsquare(pixels), mask > 127
+
+  # -- edits and export ---------------------------------------------------------------------
+
+  def propagate(self, edit_rgba, on: ImageRef | str = 'canonical') -> dict[str, np.ndarray]:
+    """An RGBA edit (`[h, w, 4]` in [0, 1] or uint8, or an image file) painted once, on the
+    canonical square (`on='canonical'`) or on one photo (covering its S x S square), carried
+    to every image: `{name: [H, W, 3] uint8}` at each photo's own size."""
+    if isinstance(edit_rgba, (str, os.PathLike)):
+      edit = visualize.load_edit(edit_rgba)
+    else:
+      edit = np.asarray(edit_rgba, np.float32)
+      edit = edit / 255.0 if edit.max() > 1.0 else edit
+      if edit.ndim != 3 or edit.shape[-1] != 4:
+        raise UserError(f'edit_rgba must be [h, w, 4] RGBA, got shape {edit.shape}')
+    where = None if (isinstance(on, str) and on == 'canonical') else self.index(on)
+    canvas = visualize.edit_canvas(jnp.asarray(edit), self._flows, self._masks, where)
+    edited = np.asarray(
+        visualize.apply_edit(canvas, jnp.asarray(self.collection.images), self._flows,
+                             self._masks))
+    pixels = np.rint(np.clip(edited, 0, 1) * 255).astype(np.uint8)
+    return {name: self.frame(i).unsquare(pixels[i]) for i, name in enumerate(self.names)}
+
+  def export(self, path: str | os.PathLike) -> pathlib.Path:
+    """One `.npz`: `names [N]`, `canonical [N, S, S, 2]` (each square's pixels' canonical
+    (x, y)), `masks [N, S, S]`, `frames [N, 5]` (left, top, scale, width, height: original
+    pixel p lands at (p + (left, top) + 0.5) scale - 0.5 in the square), `size`, `step`."""
+    path = pathlib.Path(path)
+    frames = np.asarray([[f.left, f.top, f.scale, f.width, f.height]
+                         for f in (self.frame(i) for i in range(len(self)))], np.float64)
+    from asic_jax import files  # pylint: disable=import-outside-toplevel
+    files.write_atomic(
+        path, lambda f: np.savez(f,
+                                 names=np.asarray(self.names),
+                                 canonical=np.asarray(self._flows, np.float32),
+                                 masks=np.asarray(self._masks, np.float32),
+                                 frames=frames,
+                                 size=np.asarray(self.size),
+                                 step=np.asarray(self.step)))
+    return path
+
+  # -- photos outside the collection --------------------------------------------------------
+
+  def map(self,
+          images: str | os.PathLike | Sequence,
+          *,
+          masks: Sequence | None = None,
+          names: Sequence[str] | None = None) -> 'Alignment':
+    """Photos not in the collection, mapped by the trained U-Net with the collection's
+    BatchNorm statistics: an `Alignment` over the collection and them together, so transfer,
+    flow and warp work between any mix.
+
+    Args:
+      images: a folder, image files, or `[H, W, 3]` uint8 arrays.
+      masks: one per image (files or `[H, W]` arrays in [0, 1]), or None to make them as
+        training did (see the module docstring).
+      names: one per image; by default the file stems (arrays: 'new_0', ...).
+    """
+    photos, default_names = _read_photos(images)
+    names = tuple(names) if names is not None else default_names
+    if len(names) != len(photos):
+      raise UserError(f'names: {len(names)} names for {len(photos)} images')
+    clash = sorted(set(names) & set(self.names)) or sorted(n for n in set(names)
+                                                           if names.count(n) > 1)
+    if clash:
+      raise UserError(f'names: {clash[0]!r} is taken (the collection or another new photo); '
+                      'pass names=')
+    squares, frames = zip(*(images_lib.square(p, self.size) for p in photos))
+    squares = images_lib.to_unit_range(np.stack(squares))
+    new_masks = self._new_masks(squares, photos, frames, masks)
+    if self._statistics is None:
+      self._statistics = inference.statistics(self.config, self._state, self.collection.images)
+    flows = inference.flows_with(self.config, self._state, self._statistics, squares)
+    old = self.collection
+    joined = collection_lib.Collection(
+        name=old.name,
+        images=np.concatenate([old.images, squares]),
+        names=old.names + names,
+        masks=np.concatenate([old.masks_or_ones(), new_masks]),
+        frames=tuple(old.frames or (None,) * len(old)) + tuple(frames))
+    return Alignment(self.config,
+                     joined,
+                     self._state,
+                     self.step,
+                     jnp.concatenate([self._flows, flows]),
+                     statistics=self._statistics)
+
+  def _new_masks(self, squares: np.ndarray, photos, frames, masks) -> np.ndarray:
+    n, size = len(squares), self.size
+    if masks is not None:
+      if len(masks) != n:
+        raise UserError(f'masks: {len(masks)} masks for {n} images')
+      out = []
+      for mask, photo in zip(masks, photos):
+        mask = images_lib.read_mask(mask) if isinstance(mask, (str, os.PathLike)) else np.asarray(
+            mask, np.float32)
+        if mask.shape != photo.shape[:2]:
+          raise UserError(f'masks: a {mask.shape[1]} x {mask.shape[0]} mask for a '
+                          f'{photo.shape[1]} x {photo.shape[0]} photo')
+        out.append(np.clip(images_lib.square(mask, size)[0], 0.0, 1.0))
+      return np.stack(out).astype(np.float32)
+    f = self.config.features
+    if f.masks == 'coseg' and f.backbone == 'dino' and self.collection.masks is not None:
+      from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
+      if loaders.load_collection(self.config).masks is None:  # masks from co-segmentation
+        from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
+        both = np.concatenate([self.collection.images, squares])
+        return extract.cosegment_images(both, self.config)[len(self.collection):]
+      warnings.warn('the collection brought its own masks; without masks= the new photos '
+                    'are taken whole')
+    return np.stack([frame.area(size) for frame in frames])  # the whole photos
+
+
+def _read_photos(images) -> tuple[list[np.ndarray], tuple[str, ...]]:
+  """`[H, W, 3]` uint8 photos and their default names from a folder, files or arrays."""
+  if isinstance(images, (str, os.PathLike)):
+    folder = pathlib.Path(images)
+    if not folder.is_dir():
+      raise UserError(f'images: no folder {folder}')
+    images = images_lib.list_images(folder)
+    if not images:
+      raise UserError(f'images: no image files in {folder} '
+                      f'({", ".join(images_lib.IMAGE_SUFFIXES)})')
+  if not len(images):
+    raise UserError('images: no images given')
+  photos, names = [], []
+  for i, item in enumerate(images):
+    if isinstance(item, (str, os.PathLike)):
+      photos.append(images_lib.read_rgb(item))
+      names.append(pathlib.Path(item).stem)
+    else:
+      array = np.asarray(item)
+      if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        raise UserError(f'images[{i}]: expected an [H, W, 3] uint8 array, got {array.dtype} '
+                        f'{array.shape}')
+      photos.append(array)
+      names.append(f'new_{i}')
+  return photos, tuple(names)
+
+
+def map_run(config, workdir: str | os.PathLike) -> dict:
+  """`config.mode='map'`: the photos of `map.path` mapped by the run in `workdir`.
+
+  Writes `WORKDIR/map/<folder name>/`: `canonical.npz` (`Alignment.export` of the new photos),
+  `colour_maps/<name>.png`, and with keypoints (`map.keypoints='SRC:points.json'`, points in
+  SRC's pixels, or else the collection's first annotated image's own) `points.json` and
+  `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
+  `edits/<name>.png`. Inputs are all read before anything is written.
+  """
+  if not config.map.path:
+    raise UserError('config.map.path: give a folder of photos to map (--config.map.path=DIR)')
+  folder = pathlib.Path(config.map.path)
+  photos, names = _read_photos(folder)
+  run = _restored(config, workdir)
+  known = len(run)
+  mapped = run.map(photos, names=names)
+  source, points = _map_keypoints(config, run)
+  edit = visualize.load_edit(config.edit.image) if config.edit.image else None
+  if edit is not None:
+    visualize.edit_index(str(config.edit.on), mapped.names)  # a bad edit.on stops here
+  out = pathlib.Path(workdir) / 'map' / folder.name
+  new = list(range(known, len(mapped)))
+  from asic_jax import drawing, files, parallel  # pylint: disable=import-outside-toplevel
+  summary = dict(images=[mapped.names[i] for i in new], folder=str(out), step=run.step)
+  if not parallel.is_primary():
+    return summary
+  canonical = [mapped.canonical(i) for i in new]
+  files.write_atomic(
+      out / 'canonical.npz', lambda f: np.savez(
+          f,
+          names=np.asarray([mapped.names[i] for i in new]),
+          **{f'canonical_{mapped.names[i]}': c for i, (c, _) in zip(new, canonical)},
+          **{f'mask_{mapped.names[i]}': m for i, (_, m) in zip(new, canonical)}))
+  for i in new:
+    drawing.write_png(out / 'colour_maps' / f'{mapped.names[i]}.png', mapped.colour_map(i))
+  if points is not None:
+    moved = {mapped.names[i]: mapped.transfer(points, source, i).tolist() for i in new}
+    import json  # pylint: disable=import-outside-toplevel
+    files.write_text_atomic(
+        out / 'points.json',
+        json.dumps(dict(source=run.names[source], points=points.tolist(), transferred=moved),
+                   indent=2))
+    colours = drawing.PALETTE[np.arange(len(points)) % len(drawing.PALETTE)]
+    for i in new:
+      drawing.write_png(out / 'points' / f'{mapped.names[i]}.png',
+                        drawing.draw_points(mapped.photo(i), np.asarray(moved[mapped.names[i]]),
+                                            colours))
+    summary['points'] = len(points)
+  if edit is not None:
+    on = config.edit.on
+    edited = mapped.propagate(edit, on if on == 'canonical' else mapped.index(_ref(on)))
+    for i in new:
+      drawing.write_png(out / 'edits' / f'{mapped.names[i]}.png', edited[mapped.names[i]])
+  import logging  # pylint: disable=import-outside-toplevel
+  logging.getLogger(__name__).info('%d photos of %s mapped by step %d: %s', len(new), folder,
+                                   run.step, out)
+  return summary
+
+
+def _ref(token: str) -> ImageRef:
+  return int(token) if token.lstrip('-').isdigit() else token
+
+
+def _map_keypoints(config, run: Alignment) -> tuple[int, np.ndarray | None]:
+  """(source image, `[K, 2]` points in its pixels) for `map.keypoints`, or (0, None)."""
+  spec = config.map.keypoints
+  if spec:
+    name, sep, path = spec.rpartition(':')
+    if not sep or not name:
+      raise UserError(f'config.map.keypoints must be SRC_IMAGE:points.json, got {spec!r}')
+    source = run.index(_ref(name))
+    try:
+      import json  # pylint: disable=import-outside-toplevel
+      points = np.asarray(json.loads(pathlib.Path(path).read_text()), np.float64)
+    except (OSError, ValueError) as e:
+      raise UserError(f'config.map.keypoints: cannot read {path}: {e}') from None
+    if points.ndim != 2 or points.shape[1] < 2:
+      raise UserError(f'config.map.keypoints: {path} must hold [[x, y], ...], got {points.shape}')
+    points = points[:, :2]
+    run._to_square(source, points, f'config.map.keypoints ({path})')  # pylint: disable=protected-access
+    return source, points
+  c = run.collection
+  if c.keypoints is None or not c.visibility.any():
+    return 0, None
+  source = int(np.argmax(c.visibility.any(axis=1)))
+  seen = c.visibility[source]
+  return source, run.frame(source).to_original(c.keypoints[source][seen])
