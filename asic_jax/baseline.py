@@ -19,6 +19,7 @@ and a corner-aligned resize maps pixel p of the S frame to p (size - 1) / (S - 1
 """
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,8 @@ from asic_jax.data import loaders
 from asic_jax.errors import UserError
 from asic_jax.models import dino, vgg
 from asic_jax.ops import sampling
+
+log = logging.getLogger(__name__)
 
 METHODS = ('nn', 'mls')
 # DINO descriptor presets (DESIGN §5).
@@ -48,7 +51,8 @@ def nearest_patches(descriptors: jax.Array,
                     src: jax.Array,
                     trg: jax.Array,
                     points: jax.Array,
-                    chunk: int = 8) -> jax.Array:
+                    chunk: int = 8,
+                    allowed: jax.Array | None = None) -> jax.Array:
   """NN transfer: the target patch most cosine-similar to each source point's patch.
 
   Args:
@@ -57,6 +61,8 @@ def nearest_patches(descriptors: jax.Array,
     src, trg: `[E]` image indices.
     points: `[E, K, 2]` source points; each takes the descriptor of its nearest patch.
     chunk: pairs at a time.
+    allowed: `[N, h, w]` bool, the patches a prediction may land on (the target's
+      foreground or photo, as ASIC's transfer); None: all.
 
   Returns:
     `[E, K, 2]` centres of the chosen target patches.
@@ -64,12 +70,15 @@ def nearest_patches(descriptors: jax.Array,
   flat = matching.l2_normalize(descriptors.reshape(descriptors.shape[0], -1,
                                                    descriptors.shape[-1]))
   flat_centers = centers.reshape(-1, 2)
+  allowed = jnp.ones(flat.shape[:2], bool) if allowed is None else allowed.reshape(
+      flat.shape[:2])
 
   def one(args):
     s, t, p = args
     patch = jnp.argmin(jnp.sum(jnp.square(p[:, None] - flat_centers[None]), -1), axis=1)
     similarity = jnp.matmul(flat[s][patch], flat[t].T,
                             precision=jax.lax.Precision.HIGHEST)  # [K, h * w], no TF32
+    similarity = jnp.where(allowed[t] | ~allowed[t].any(), similarity, -jnp.inf)
     return flat_centers[jnp.argmax(similarity, axis=1)]
 
   return jax.lax.map(one, (src, trg, points), batch_size=chunk)
@@ -194,6 +203,10 @@ def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.n
   """The `baseline.method` transfer as an `evaluate.TransferFn` (S-frame points)."""
   scale = (size - 1) / (collection.size - 1)
   descriptors, centers = jnp.asarray(descriptors), jnp.asarray(centers, jnp.float32)
+  # Where a prediction may land and which mutual NNs count: the collection's masks, or else
+  # the photos themselves (not their squares' edge padding), as for ASIC.
+  masks = collection.masks if collection.masks is not None else collection.photo_areas()
+  foreground = jnp.asarray(extract.patch_foreground(masks, np.asarray(centers) / scale) >= 0.5)
   if config.baseline.method == 'nn':
     return lambda src, trg, points: np.asarray(
         nearest_patches(descriptors,
@@ -201,12 +214,8 @@ def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.n
                         jnp.asarray(src),
                         jnp.asarray(trg),
                         jnp.asarray(points, jnp.float32) * scale,
-                        chunk=config.eval.chunk)) / scale
-  masks = collection.masks
-  if masks is None:
-    foreground = jnp.ones(descriptors.shape[:3], bool)
-  else:  # the masks at the descriptor grid
-    foreground = extract.patch_foreground(masks, np.asarray(centers) / scale) >= 0.5
+                        chunk=config.eval.chunk,
+                        allowed=foreground)) / scale
   return lambda src, trg, points: np.asarray(
       _mls_pairs(descriptors, jnp.asarray(foreground), centers, jnp.asarray(src), jnp.asarray(trg),
                  jnp.asarray(points, jnp.float32) * scale, float(config.baseline.mls_alpha))) / scale
@@ -230,5 +239,6 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
     settings['mls_alpha'] = config.baseline.mls_alpha
   results.update(method=name, baseline=settings)
   label = f'{"DINO" if backbone == "dino" else "VGG-16"}+{method.upper()}'
-  eval_run.write(workdir, f'baseline_{name}', results, label)
+  path = eval_run.write(workdir, f'baseline_{name}', results, label)
+  log.info('%s; %s', eval_run.headline(results, label), path)
   return results

@@ -30,6 +30,8 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
             'images=30,images=100,images=300', '--steps=30'
         ]),
         ('extraction', 'benchmarks.extraction', ['--strides=2', '--images=30', '--batch=4']),
+        ('extraction_vgg', 'benchmarks.extraction',
+         ['--backbone=vgg16', '--strides=4', '--images=30', '--batch=4']),
         ('evaluation', 'benchmarks.evaluation', ['--sizes=10,30,100,300', '--img=256']),
     ]
   return [
@@ -40,6 +42,8 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
       ]),
       ('extraction', 'benchmarks.extraction', ['--strides=8,4', '--images=10']),
       ('extraction_n', 'benchmarks.extraction', ['--strides=8', '--images=30', '--size=128']),
+      ('extraction_vgg', 'benchmarks.extraction',
+       ['--backbone=vgg16', '--strides=4', '--images=10', '--size=128']),
       ('evaluation', 'benchmarks.evaluation', ['--sizes=10,30,100', '--img=64']),
   ]
 
@@ -82,6 +86,10 @@ SECTIONS = {
                    '`facebook/dino-vits8`): blocks 9 and 11 and the saliency in one pass per '
                    'image; mutual NN of all N(N-1)/2 pairs; co-segmentation and 8 parts.'),
     'extraction_n': ('Extraction, more images', extraction.COLUMNS, ''),
+    'extraction_vgg': ('Extraction with VGG-16', extraction.COLUMNS,
+                       'The bundled ImageNet VGG-16 (real weights): relu4_3 (matches) and '
+                       'relu5_3 (parts) on a stride-4 grid in one pass per image; no '
+                       'co-segmentation (no saliency: masks none).'),
     'evaluation': ('Evaluation', evaluation.COLUMNS,
                    'Flows of the whole collection (collection BatchNorm statistics), transfer '
                    'of every ordered pair and PCK, and 200 tuples for each of 2-, 3- and '

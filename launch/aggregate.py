@@ -14,6 +14,7 @@ import json
 import pathlib
 import sys
 
+from asic_jax import config_lib
 from launch import sweep as sweep_lib
 
 # Paper Table 1 (SPair-71k, PCK@0.10 per category, and its "All").
@@ -66,7 +67,7 @@ def collect(root: str | pathlib.Path) -> list[dict]:
   """One record per evaluation file under `root`, with the run's dataset and variant."""
   records = []
   for path in sorted(pathlib.Path(root).rglob('eval/*.json')):
-    if path.stem not in ('results', 'baseline'):
+    if path.stem != 'results' and not path.stem.startswith('baseline'):
       continue
     run = path.parent.parent
     results = _read(path)
@@ -74,9 +75,12 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     # Runs a scheduler started from `--print_commands` have no sweep.json: their name says.
     sweep = _read(run / 'sweep.json').get('overrides') or sweep_lib.parse_label(run.name)
     data = config.get('data', {})
+    # A run's variant: its own overrides but the category, loss weights (an ablation names
+    # them) and settings that do not define a run (mode=baseline, baseline.method, ...).
     variant = sweep.get('variant') or ','.join(
         f'{k}={v}' for k, v in sweep.items()
-        if k not in ('data.category', 'variant') and not k.startswith('loss.')) or 'default'
+        if k not in ('data.category', 'variant') and not k.startswith('loss.') and
+        not config_lib.is_eval_setting(k)) or 'default'
     record = dict(dataset=data.get('name', '?'),
                   category=str(data.get('category', results.get('collection', '?'))),
                   method=results.get('method', path.stem),

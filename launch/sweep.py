@@ -110,10 +110,7 @@ def sweep_name(config_path: str, arg: str, base_overrides: dict[str, str]) -> st
   left out: `--config.mode=eval` evaluates the runs a training sweep left."""
   words, flags = config_lib.parse_arg(arg)
   name = '_'.join([pathlib.Path(config_path).stem] + words + sorted(flags))
-  shown = {
-      k: v for k, v in base_overrides.items() if not any(k == s or k.startswith(s + '.')
-                                                         for s in config_lib.EVAL_SETTINGS)
-  }
+  shown = {k: v for k, v in base_overrides.items() if not config_lib.is_eval_setting(k)}
   return name + (f',{label(shown)}' if shown else '')
 
 
@@ -198,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def _run_all(plan: list[dict], root: pathlib.Path) -> None:
   import jax  # pylint: disable=import-outside-toplevel
-  from asic_jax import eval_run, jobs  # pylint: disable=import-outside-toplevel
+  from asic_jax import jobs  # pylint: disable=import-outside-toplevel
   jobs.setup_process(plan[0]['config'])  # the same for every run: the command line's
   root.mkdir(parents=True, exist_ok=True)
   if not jax.config.jax_compilation_cache_dir:
@@ -207,7 +204,7 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
     workdir, config = pathlib.Path(p['workdir']), p['config']
     record = dict(overrides=p['overrides'],
                   command=p['command'],
-                  config_hash=eval_run.config_hash(config),
+                  config_hash=config_lib.config_hash(config),
                   finished=False)
     marker = workdir / 'sweep.json'
     if marker.is_file():
