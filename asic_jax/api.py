@@ -38,7 +38,7 @@ from asic_jax.errors import UserError
 from asic_jax.ops import sampling
 
 ImageRef = int | str
-_QUERIES = 4096  # pixels whose distances to a whole image are held at once
+_DISTANCES = 1 << 24  # float32 query-to-pixel distances held at once (64 MB)
 
 
 class UnknownImage(UserError, KeyError):
@@ -78,9 +78,10 @@ def _sample(field: jax.Array, points: jax.Array, size: int) -> jax.Array:
 @jax.jit
 def _nearest_chunked(flow: jax.Array, mask: jax.Array, canonical: jax.Array) -> jax.Array:
   """`evaluate.nearest_pixels` for many queries `[Q, 2]`, a chunk at a time: `[Q, 2]` int32."""
+  chunk = max(1, _DISTANCES // (flow.shape[0] * flow.shape[1]))
   return jax.lax.map(lambda c: evaluate.nearest_pixels(flow, mask, c[None])[0],
                      canonical,
-                     batch_size=_QUERIES)
+                     batch_size=chunk)
 
 
 class Alignment:
@@ -116,13 +117,12 @@ class Alignment:
     return len(self.collection)
 
   def index(self, image: ImageRef) -> int:
-    """An image's index from its name or index (negative counts from the end)."""
+    """An image's index from its name or index (negative counts from the end; a string of
+    digits that is not a name is an index)."""
     n = len(self)
-    if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
-      if -n <= image < n:
-        return int(image) % n
-    elif image in self.names:
-      return self.names.index(image)
+    found = collection_lib.find_image(image, self.names)
+    if found is not None:
+      return found
     shown = ', '.join(self.names[:6]) + (' ...' if n > 6 else '')
     raise UnknownImage(f'no image {image!r} in this alignment: {n} images, indices 0 ... '
                        f'{n - 1}, names {shown}')
@@ -139,12 +139,18 @@ class Alignment:
     if points.ndim != 2 or points.shape[1] != 2:
       raise UserError(f'{what} must be [K, 2] (x, y) pixels, got shape {points.shape}')
     frame = self.frame(image)
-    outside = ~frame.inside(points) | ~np.all(np.isfinite(points), axis=1)
+    square = frame.points(points)
+    outside = ~frame.inside(points) | ~self._covered(square) | ~np.all(np.isfinite(points), 1)
     if outside.any():
       k = int(np.argmax(outside))
       raise PointOutside(f'{what}: point {k} {points[k].tolist()} is outside image '
-                         f'{self.names[self.index(image)]!r} ({frame.width} x {frame.height} px)')
-    return frame.points(points)
+                         f'{self.names[self.index(image)]!r} ({frame.width} x {frame.height} px'
+                         f'{", cropped" if frame.left < 0 or frame.top < 0 else ""})')
+    return square
+
+  def _covered(self, square: np.ndarray) -> np.ndarray:
+    """Whether S-frame points lie on the square (a crop's square covers part of its photo)."""
+    return np.all((square >= -0.5) & (square <= self.size - 0.5), axis=-1)
 
   def _pixel_grid(self, image: ImageRef) -> np.ndarray:
     """`[H, W, 2]` S-frame positions of every pixel of the original photo."""
@@ -163,7 +169,7 @@ class Alignment:
     """The canonical colour map (paper Fig. 3) over the photo's foreground, at its own size:
     `[H, W, 3]` uint8; same colour, same canonical point."""
     coords, mask = self.canonical(image)
-    colours = np.asarray(visualize.colour_wheel(jnp.asarray(coords)))
+    colours = np.asarray(visualize.colour_wheel(jnp.asarray(np.nan_to_num(coords))))
     blended = self.photo(image) / 255.0 * (1 - mask[..., None]) + colours * mask[..., None]
     return np.rint(np.clip(blended, 0, 1) * 255).astype(np.uint8)
 
@@ -171,12 +177,13 @@ class Alignment:
 
   def canonical(self, image: ImageRef) -> tuple[np.ndarray, np.ndarray]:
     """Canonical (x, y) in [-1, 1] of every pixel of the photo, `[H, W, 2]`, and its
-    foreground mask `[H, W]` in [0, 1]."""
+    foreground mask `[H, W]` in [0, 1] (a crop's photo: NaN and 0 outside the crop)."""
     i = self.index(image)
-    grid = jnp.asarray(self._pixel_grid(i))
-    coords = _sample(self._flows[i], grid, self.size)
-    mask = _sample(self._masks[i][..., None], grid, self.size)[..., 0]
-    return np.asarray(coords), np.asarray(mask)
+    grid = self._pixel_grid(i)
+    coords = np.asarray(_sample(self._flows[i], jnp.asarray(grid), self.size))
+    mask = np.asarray(_sample(self._masks[i][..., None], jnp.asarray(grid), self.size)[..., 0])
+    covered = self._covered(grid)
+    return np.where(covered[..., None], coords, np.nan), np.where(covered, mask, 0.0)
 
   def transfer(self,
                points,
@@ -216,9 +223,10 @@ class Alignment:
     mask >= 0.5). What a dense warp carries, seen from the target."""
     s, t = self.index(src), self.index(trg)
     found, valid = self._square_flow(s, t)
-    nearest = np.clip(np.rint(self._pixel_grid(t)), 0, self.size - 1).astype(int)
+    grid = self._pixel_grid(t)
+    nearest = np.clip(np.rint(grid), 0, self.size - 1).astype(int)
     rows, cols = nearest[..., 1], nearest[..., 0]
-    return self.frame(s).to_original(found[rows, cols]), valid[rows, cols]
+    return self.frame(s).to_original(found[rows, cols]), valid[rows, cols] & self._covered(grid)
 
   def _square_flow(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
     """`flow` in the S frame: `[S, S, 2]` src pixels for every trg pixel, and validity."""
@@ -250,10 +258,10 @@ class Alignment:
     if isinstance(edit_rgba, (str, os.PathLike)):
       edit = visualize.load_edit(edit_rgba)
     else:
-      edit = np.asarray(edit_rgba, np.float32)
-      edit = edit / 255.0 if edit.max() > 1.0 else edit
+      edit = np.asarray(edit_rgba)
       if edit.ndim != 3 or edit.shape[-1] != 4:
         raise UserError(f'edit_rgba must be [h, w, 4] RGBA, got shape {edit.shape}')
+      edit = edit / 255.0 if edit.dtype == np.uint8 else edit.astype(np.float32)
     where = None if (isinstance(on, str) and on == 'canonical') else self.index(on)
     canvas = visualize.edit_canvas(jnp.asarray(edit), self._flows, self._masks, where)
     edited = np.asarray(
@@ -318,7 +326,8 @@ class Alignment:
         images=np.concatenate([old.images, squares]),
         names=old.names + names,
         masks=np.concatenate([old.masks_or_ones(), new_masks]),
-        frames=tuple(old.frames or (None,) * len(old)) + tuple(frames))
+        frames=tuple(old.frames or (None,) * len(old)) + tuple(frames),
+        masks_from=old.masks_from)
     return Alignment(self.config,
                      joined,
                      self._state,
@@ -340,30 +349,29 @@ class Alignment:
                           f'{photo.shape[1]} x {photo.shape[0]} photo')
         out.append(np.clip(images_lib.square(mask, size)[0], 0.0, 1.0))
       return np.stack(out).astype(np.float32)
-    f = self.config.features
-    if f.masks == 'coseg' and f.backbone == 'dino' and self.collection.masks is not None:
-      from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
-      if loaders.load_collection(self.config).masks is None:  # masks from co-segmentation
-        from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
-        both = np.concatenate([self.collection.images, squares])
-        return extract.cosegment_images(both, self.config)[len(self.collection):]
+    if self.collection.masks_from == 'coseg':
+      from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
+      both = np.concatenate([self.collection.images, squares])
+      return extract.cosegment_images(both, self.config)[len(self.collection):]
+    if self.collection.masks_from == 'dataset':
       warnings.warn('the collection brought its own masks; without masks= the new photos '
                     'are taken whole')
     return np.stack([frame.area(size) for frame in frames])  # the whole photos
 
 
-def _read_photos(images) -> tuple[list[np.ndarray], tuple[str, ...]]:
-  """`[H, W, 3]` uint8 photos and their default names from a folder, files or arrays."""
+def _read_photos(images, what: str = 'images') -> tuple[list[np.ndarray], tuple[str, ...]]:
+  """`[H, W, 3]` uint8 photos and their default names from a folder, files or arrays; errors
+  name the argument `what`."""
   if isinstance(images, (str, os.PathLike)):
     folder = pathlib.Path(images)
     if not folder.is_dir():
-      raise UserError(f'images: no folder {folder}')
+      raise UserError(f'{what}: no folder {folder}')
     images = images_lib.list_images(folder)
     if not images:
-      raise UserError(f'images: no image files in {folder} '
+      raise UserError(f'{what}: no image files in {folder} '
                       f'({", ".join(images_lib.IMAGE_SUFFIXES)})')
   if not len(images):
-    raise UserError('images: no images given')
+    raise UserError(f'{what}: no images given')
   photos, names = [], []
   for i, item in enumerate(images):
     if isinstance(item, (str, os.PathLike)):
@@ -382,7 +390,8 @@ def _read_photos(images) -> tuple[list[np.ndarray], tuple[str, ...]]:
 def map_run(config, workdir: str | os.PathLike) -> dict:
   """`config.mode='map'`: the photos of `map.path` mapped by the run in `workdir`.
 
-  Writes `WORKDIR/map/<folder name>/`: `canonical.npz` (`Alignment.export` of the new photos),
+  Writes `WORKDIR/map/<folder name>/`: `canonical.npz` (`canonical_<name>` `[H, W, 2]` and
+  `mask_<name>` `[H, W]` of every new photo, at its own size),
   `colour_maps/<name>.png`, and with keypoints (`map.keypoints='SRC:points.json'`, points in
   SRC's pixels, or else the collection's first annotated image's own) `points.json` and
   `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
@@ -391,14 +400,15 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
   if not config.map.path:
     raise UserError('config.map.path: give a folder of photos to map (--config.map.path=DIR)')
   folder = pathlib.Path(config.map.path)
-  photos, names = _read_photos(folder)
+  photos, names = _read_photos(folder, 'config.map.path')
+  if len(set(names)) != len(names):
+    raise UserError(f'config.map.path: two photos in {folder} share a file stem; rename one')
   run = _restored(config, workdir)
   known = len(run)
   mapped = run.map(photos, names=names)
   source, points = _map_keypoints(config, run)
   edit = visualize.load_edit(config.edit.image) if config.edit.image else None
-  if edit is not None:
-    visualize.edit_index(str(config.edit.on), mapped.names)  # a bad edit.on stops here
+  on = visualize.edit_index(str(config.edit.on), mapped.names) if edit is not None else None
   out = pathlib.Path(workdir) / 'map' / folder.name
   new = list(range(known, len(mapped)))
   from asic_jax import drawing, files, parallel  # pylint: disable=import-outside-toplevel
@@ -428,18 +438,13 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
                                             colours))
     summary['points'] = len(points)
   if edit is not None:
-    on = config.edit.on
-    edited = mapped.propagate(edit, on if on == 'canonical' else mapped.index(_ref(on)))
+    edited = mapped.propagate(edit, 'canonical' if on is None else on)
     for i in new:
       drawing.write_png(out / 'edits' / f'{mapped.names[i]}.png', edited[mapped.names[i]])
   import logging  # pylint: disable=import-outside-toplevel
   logging.getLogger(__name__).info('%d photos of %s mapped by step %d: %s', len(new), folder,
                                    run.step, out)
   return summary
-
-
-def _ref(token: str) -> ImageRef:
-  return int(token) if token.lstrip('-').isdigit() else token
 
 
 def _map_keypoints(config, run: Alignment) -> tuple[int, np.ndarray | None]:
@@ -449,7 +454,7 @@ def _map_keypoints(config, run: Alignment) -> tuple[int, np.ndarray | None]:
     name, sep, path = spec.rpartition(':')
     if not sep or not name:
       raise UserError(f'config.map.keypoints must be SRC_IMAGE:points.json, got {spec!r}')
-    source = run.index(_ref(name))
+    source = run.index(name)
     try:
       import json  # pylint: disable=import-outside-toplevel
       points = np.asarray(json.loads(pathlib.Path(path).read_text()), np.float64)

@@ -30,7 +30,7 @@ from asic_jax import eval_run
 from asic_jax.correspondences import extract, matching
 from asic_jax.data import loaders
 from asic_jax.errors import UserError
-from asic_jax.models import dino, vgg
+from asic_jax.models import dino
 from asic_jax.ops import sampling
 
 log = logging.getLogger(__name__)
@@ -183,19 +183,12 @@ def _dino_descriptors(config, collection):
 
 def _vgg_descriptors(config, collection):
   v = config.features.vgg
-  size = collection.size
-  try:
-    vgg.check(size, (v.match_layer,), v.stride)
-    params = vgg.load_vgg()
-  except (OSError, ValueError) as e:
-    raise UserError(f'config.features.vgg: {e}') from e
-  found = []
-  for start in range(0, len(collection), config.features.batch_size):
-    batch = jnp.asarray(collection.images[start:start + config.features.batch_size])
-    out, centers = vgg.extract_layers(params, batch, layers=(v.match_layer,), stride=v.stride)
-    found.append(np.asarray(out[v.match_layer], np.float32))
-  settings = dict(layer=v.match_layer, stride=v.stride, img_size=size, model='vgg16 (ImageNet)')
-  return np.concatenate(found), np.asarray(centers), size, settings
+  found, centers = extract.vgg_layers(collection.images, config, (v.match_layer,))
+  settings = dict(layer=v.match_layer,
+                  stride=v.stride,
+                  img_size=collection.size,
+                  model='vgg16 (ImageNet)')
+  return found[v.match_layer].astype(np.float32), centers, collection.size, settings
 
 
 def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.ndarray,
@@ -232,7 +225,10 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
   else:
     descriptors, centers, size, settings = _dino_descriptors(config, collection)
   fn = transfer_fn(config, collection, descriptors, centers, size)
-  results = eval_run.score(collection, fn, config)
+  how = ('the target patch whose descriptor is most cosine-similar to the source point\'s'
+         if method == 'nn' else 'the affine moving-least-squares warp (alpha '
+         f'{config.baseline.mls_alpha}) of the pair\'s mutual nearest-neighbour patches')
+  results = eval_run.score(collection, fn, config, f'{how}, within the target\'s mask or photo')
   name = f'{backbone}_{method}'
   settings.update(method=method, backbone=backbone)
   if method == 'mls':

@@ -23,9 +23,11 @@ from asic_jax.data import collection as collection_lib
 
 log = logging.getLogger(__name__)
 
+# How ASIC's transfer picks its pixel, for the protocol line (DESIGN §5).
+NEAREST = 'the target pixel with the nearest canonical coordinate among those with mask >= 0.1'
 
 
-def _protocol(collection: collection_lib.Collection, transfer: str = 'nearest') -> str:
+def _protocol(collection: collection_lib.Collection, transfer: str) -> str:
   kind = collection.threshold_kind
   length = {
       'bbox': "max side of the target's object box",
@@ -33,8 +35,7 @@ def _protocol(collection: collection_lib.Collection, transfer: str = 'nearest') 
       'kp_bbox': "max side of the tight box around the target's annotated keypoints"
   }[kind]
   return (f'PCK@alpha: ||pred - gt|| < alpha * L, L = {length} ({kind}, S = {collection.size} '
-          'px frame), pooled over keypoints; transfer = nearest canonical coordinate among '
-          'target pixels with mask >= 0.1' + (f' ({transfer})' if transfer != 'nearest' else ''))
+          f'px frame), pooled over keypoints; transfer: {transfer}')
 
 
 def _curve(values: np.ndarray) -> dict[str, float]:
@@ -44,9 +45,9 @@ def _curve(values: np.ndarray) -> dict[str, float]:
 def score(collection: collection_lib.Collection,
           transfer_fn: evaluate.TransferFn,
           config: ml_collections.ConfigDict,
-          transfer: str = 'nearest') -> dict:
-  """Every metric of `transfer_fn` on the collection (pairs in the S frame); `transfer` names
-  how it picks pixels, for the protocol line."""
+          transfer: str = NEAREST) -> dict:
+  """Every metric of `transfer_fn` on the collection (pairs in the S frame); `transfer` says
+  how it picks its pixels, for the protocol line."""
   e = config.eval
   out = dict(collection=collection.name, size=collection.size, alphas=list(evaluate.ALPHAS))
   ks = tuple(int(k) for k in e.cycle_ks)
@@ -106,8 +107,8 @@ def flow_transfer(flows: jax.Array,
                   chunk: int,
                   *,
                   method: str = 'nearest',
-                  window: int = 2,
-                  temperature: float = 1.0) -> evaluate.TransferFn:
+                  window: int | None = None,
+                  temperature: float | None = None) -> evaluate.TransferFn:
   """ASIC's transfer through the canonical space (`evaluate.transfer`), as a `TransferFn`."""
   masks = None if masks is None else jnp.asarray(masks)
 
@@ -212,10 +213,10 @@ def evaluate_state(config: ml_collections.ConfigDict,
   """Scores a train state on its collection and writes `eval/results.{json,md}`."""
   if flows is None:
     flows = inference.collection_flows(config, state, collection.images)
-  transfer = config.eval.transfer
-  if transfer == 'soft':
-    transfer = (f'soft: window soft-argmax, window {config.eval.soft_window} px, temperature '
-                f'{config.eval.soft_temperature} px^2')
+  transfer = NEAREST
+  if config.eval.transfer == 'soft':
+    transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '
+                f'{config.eval.soft_temperature} px^2) around {NEAREST}')
   results = score(collection, config_transfer(config, flows, collection.masks), config, transfer)
   results.update(method='asic',
                  checkpoint_step=int(step),

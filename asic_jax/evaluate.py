@@ -39,16 +39,21 @@ def canonical_points(flow: jax.Array, points: jax.Array) -> jax.Array:
                               padding='border')
 
 
-def nearest_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array) -> jax.Array:
-  """Pixels `[K, 2]` (x, y, int32) whose canonical coordinate is nearest to `canonical [K, 2]`."""
-  height, width = flow.shape[:2]
+def _distances(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array) -> jax.Array:
+  """`[K, H W]` squared canonical distances from `canonical [K, 2]` to every pixel of `flow`,
+  infinite off the mask (mask < 0.1; a mask empty everywhere is searched whole, rather than
+  every point landing on pixel (0, 0))."""
   distance = jnp.sum(jnp.square(flow.reshape(1, -1, 2) - canonical[:, None, :]), axis=-1)
   if mask is not None:
-    # A target whose mask is empty everywhere is searched whole, rather than every point
-    # landing on pixel (0, 0).
     allowed = mask.reshape(1, -1) >= MASK_THRESHOLD
     distance = jnp.where(allowed | ~jnp.any(allowed), distance, jnp.inf)
-  index = jnp.argmin(distance, axis=1).astype(jnp.int32)
+  return distance
+
+
+def nearest_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array) -> jax.Array:
+  """Pixels `[K, 2]` (x, y, int32) whose canonical coordinate is nearest to `canonical [K, 2]`."""
+  width = flow.shape[1]
+  index = jnp.argmin(_distances(flow, mask, canonical), axis=1).astype(jnp.int32)
   return jnp.stack([index % width, index // width], axis=-1)
 
 
@@ -63,10 +68,7 @@ def soft_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array, *
   squared pixels, whatever the resolution); their weighted mean position is the answer.
   """
   height, width = flow.shape[:2]
-  distance = jnp.sum(jnp.square(flow.reshape(1, -1, 2) - canonical[:, None, :]), axis=-1)
-  if mask is not None:
-    allowed = mask.reshape(1, -1) >= MASK_THRESHOLD
-    distance = jnp.where(allowed | ~jnp.any(allowed), distance, jnp.inf)
+  distance = _distances(flow, mask, canonical)
   index = jnp.argmin(distance, axis=1)
   xs = jnp.tile(jnp.arange(width), height)
   ys = jnp.repeat(jnp.arange(height), width)
@@ -89,12 +91,15 @@ def transfer(src_flow: jax.Array,
              points: jax.Array,
              *,
              method: str = 'nearest',
-             window: int = 2,
-             temperature: float = 1.0) -> jax.Array:
+             window: int | None = None,
+             temperature: float | None = None) -> jax.Array:
   """Carries `points [K, 2]` (pixels of the source) to the target: `[K, 2]` pixels, int32
-  for 'nearest' (the paper's), float32 for 'soft' (`soft_pixels`)."""
+  for 'nearest' (the paper's), float32 for 'soft' (`soft_pixels`, with its `window` and
+  `temperature`: the config's `eval.soft_*`)."""
   canonical = canonical_points(src_flow, points)
   if method == 'soft':
+    if window is None or temperature is None:
+      raise ValueError("method 'soft' needs a window and a temperature (eval.soft_*)")
     return soft_pixels(trg_flow, trg_mask, canonical, window=window, temperature=temperature)
   if method != 'nearest':
     raise ValueError(f'method must be one of {TRANSFERS}, got {method!r}')
@@ -110,8 +115,8 @@ def transfer_pairs(flows: jax.Array,
                    chunk: int = 8,
                    *,
                    method: str = 'nearest',
-                   window: int = 2,
-                   temperature: float = 1.0) -> jax.Array:
+                   window: int | None = None,
+                   temperature: float | None = None) -> jax.Array:
   """`transfer` for E pairs: flows `[N, H, W, 2]`, masks `[N, H, W]` or None, src/trg `[E]`,
   points `[E, K, 2]` -> `[E, K, 2]`. Pairs go `chunk` at a time to bound memory."""
 

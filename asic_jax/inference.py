@@ -111,7 +111,7 @@ def statistics(config: ml_collections.ConfigDict,
   for name, (first, second) in sums.items():
     mean = first / n
     flat[name] = {'mean': mean, 'var': jnp.maximum(second / n - mean**2, 0.0)}
-  return _rebuild(state.batch_stats, flat)
+  return _rebuild(flat)
 
 
 def _bn_layers(stats: Any):
@@ -124,8 +124,8 @@ def _bn_layers(stats: Any):
   return sorted(layers.items())
 
 
-def _rebuild(template: Any, layers: dict) -> Any:
-  """A batch_stats tree shaped like `template` from {layer path: {'mean', 'var'}}."""
+def _rebuild(layers: dict) -> Any:
+  """A batch_stats tree from {layer path: {'mean', 'var'}} (paths as `_bn_layers` gives)."""
   flat = {
       f'{layer}/{field}': value for layer, fields in layers.items()
       for field, value in fields.items()

@@ -3,6 +3,7 @@ settings), its collection and its train state at a checkpoint. `mode=eval`, `mod
 and the Python API restore through here.
 """
 
+import logging
 import pathlib
 
 import ml_collections
@@ -11,6 +12,7 @@ from asic_jax import checkpoint, config_lib, optim, parallel, prepare
 from asic_jax import state as state_lib
 from asic_jax.errors import UserError
 
+log = logging.getLogger(__name__)
 
 def training_config(cli: ml_collections.ConfigDict | None, checkpointer: checkpoint.Checkpointer,
                     step: int | None) -> ml_collections.ConfigDict:
@@ -47,22 +49,33 @@ def restore_run(config: ml_collections.ConfigDict | None,
     raise UserError(f'no checkpoint in {checkpointer.directory}; train first '
                     '(--config.mode=train)')
   wanted = config.eval.step if config is not None else step
-  step = wanted or max(saved)
-  if step not in saved:
-    raise UserError(f'{"config.eval.step" if config is not None else "step"}={step}: no such '
-                    f'checkpoint in {checkpointer.directory}; saved steps: '
-                    f'{", ".join(map(str, sorted(saved)))}')
-  trained = training_config(config, checkpointer, step)
+  name = 'config.eval.step' if config is not None else 'step'
+  if wanted and wanted not in saved:
+    raise UserError(f'{name}={wanted}: no such checkpoint in {checkpointer.directory}; saved '
+                    f'steps: {", ".join(map(str, sorted(saved)))}')
+  trained = None
+  for candidate in [wanted] if wanted else sorted(saved, reverse=True):
+    try:
+      trained = training_config(config, checkpointer, candidate)
+      break
+    except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
+      if wanted:
+        raise UserError(f'{name}={wanted}: the checkpoint in {checkpointer.directory} does not '
+                        f'read ({checkpoint.reason(e)})') from None
+      log.warning('Checkpoint %s/%d: its config does not read (%s); skipped',
+                  checkpointer.directory, candidate, checkpoint.reason(e))
+  if trained is None:
+    raise UserError(f'no checkpoint in {checkpointer.directory} reads (saved steps: '
+                    f'{", ".join(map(str, sorted(saved)))}); see the warnings above')
   collection = prepare.load(trained)
   abstract = parallel.on_one_device(
       state_lib.abstract_state(trained, optim.make_optimizer(trained), collection.size))
   if wanted:
     try:
-      step, state = checkpointer.restore(abstract, step)
+      step, state = checkpointer.restore(abstract, wanted)
     except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
-      raise UserError(f'{"config.eval.step" if config is not None else "step"}={step}: the '
-                      f'checkpoint in {checkpointer.directory} does not read '
-                      f'({checkpoint.reason(e)})') from None
+      raise UserError(f'{name}={wanted}: the checkpoint in {checkpointer.directory} does not '
+                      f'read ({checkpoint.reason(e)})') from None
     return trained, collection, state, step
   # The latest: the newest that reads (a damaged one is named in a warning and skipped).
   found = checkpointer.restore_latest(abstract)

@@ -168,10 +168,11 @@ def check_same_run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
                     'its weights)')
 
 
-def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
-               image_size: int) -> TrainState:
-  """A fresh state with the weights of the run in `train.init_from` (its newest checkpoint
-  that reads): U-Net, canonical grid and BatchNorm statistics; step 0, a fresh optimizer."""
+def warm_start_source(config: ml_collections.ConfigDict):
+  """`train.init_from` checked before anything runs: `(its Checkpointer, its config)`, or None
+  without one. A folder without checkpoints, or a model of another shape, is one line."""
+  if not config.train.init_from:
+    return None
   source = pathlib.Path(config.train.init_from)
   what = f'config.train.init_from={source}'
   checkpointer = checkpoint.Checkpointer(source, read_only=True) if (
@@ -186,14 +187,24 @@ def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
   ]
   if differ:
     raise UserError(f'{what}: its model differs from this run\'s ({"; ".join(differ)})')
+  return checkpointer, theirs
+
+
+def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
+               image_size: int, source) -> TrainState:
+  """A fresh state with the weights of the run `warm_start_source` found (its newest
+  checkpoint that reads): U-Net, canonical grid and BatchNorm statistics; step 0, a fresh
+  optimizer."""
+  checkpointer, theirs = source
   abstract = parallel.on_one_device(
       state_lib.abstract_state(theirs, optim.make_optimizer(theirs), theirs.data.img_size))
   found = checkpointer.restore_latest(abstract)
   if found is None:
-    raise UserError(f'{what}: no checkpoint there reads')
+    raise UserError(f'config.train.init_from={config.train.init_from}: no checkpoint there reads')
   step, restored = found
   fresh = init_state(config, tx, image_size)
-  log.info('Warm start from %s at its step %d (weights only; a fresh optimizer)', source, step)
+  log.info('Warm start from %s at its step %d (weights only; a fresh optimizer)',
+           config.train.init_from, step)
   params = jax.device_get(restored.params)
   return fresh.replace(params=params,
                        batch_stats=jax.device_get(restored.batch_stats),
@@ -229,8 +240,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   primary = parallel.is_primary()  # across hosts only process 0 writes files
 
-  # Collection, devices and the perceptual weights (a bad dataset, figure setting or weights
-  # file stops here, with nothing written).
+  # The workdir's own run and a warm start's source (config files only), the collection,
+  # devices and the perceptual weights: a mistake in any stops here, with nothing written.
+  check_same_run(config, workdir)
+  source = warm_start_source(config)
   collection = prepare.load(config)
   if config.vis.enabled:
     visualize.check_settings(config, collection)
@@ -243,11 +256,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                                          config.loss.perceptual_weights)
     except (OSError, ValueError) as e:
       raise UserError(f'config.loss.perceptual_weights: {e}') from e
-  check_same_run(config, workdir)
   schedule = optim.learning_rate(config)
   tx = optim.make_optimizer(config)
-  own = (workdir / 'checkpoints').is_dir() and any((workdir / 'checkpoints').iterdir())
-  warm = warm_start(config, tx, collection.size) if config.train.init_from and not own else None
   if primary:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / 'config.json').write_text(config.to_json(indent=2))
@@ -262,8 +272,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Restore or init.
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.checkpoint.keep)
   abstract = dp.abstract(state_lib.abstract_state(config, tx, collection.size))
+  # Without a checkpoint of its own that reads, a run starts fresh, or from `train.init_from`.
   state, resumed = checkpointer.restore_or_init(
-      abstract, lambda: warm if warm is not None else init_state(config, tx, collection.size))
+      abstract, lambda: warm_start(config, tx, collection.size, source)
+      if source else init_state(config, tx, collection.size))
   if resumed is not None:
     log.info('Resumed from %s at step %d', checkpointer.directory, resumed)
   if resumed is None or dp.mode == 'pmap':

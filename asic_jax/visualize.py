@@ -121,21 +121,13 @@ def _chunk(size: int) -> int:
   return max(1, _DISTANCE_BUDGET // (size * size))
 
 
-def _index(token: str, names: tuple[str, ...]) -> int | None:
-  """An image by name, else by index; None when neither."""
-  if token in names:
-    return names.index(token)
-  if token.strip().lstrip('-').isdigit() and -len(names) <= int(token) < len(names):
-    return int(token) % len(names)
-  return None
-
-
 def parse_pairs(spec: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
   """`'a-b,c-d'` (image names or indices; a name may hold '-') to index pairs."""
   pairs = []
   for item in (s.strip() for s in spec.split(',') if s.strip()):
     for cut in (i for i, ch in enumerate(item) if ch == '-' and 0 < i < len(item) - 1):
-      a, b = _index(item[:cut], names), _index(item[cut + 1:], names)
+      a = collection_lib.find_image(item[:cut], names)
+      b = collection_lib.find_image(item[cut + 1:], names)
       if a is not None and b is not None:
         pairs.append((a, b))
         break
@@ -348,7 +340,7 @@ def edit_index(on: str, names: tuple[str, ...]) -> int | None:
   """`edit.on`: None for 'canonical', else the image it names (a name or an index)."""
   if on == 'canonical':
     return None
-  index = _index(on, names)
+  index = collection_lib.find_image(on, names)
   if index is None:
     raise UserError(f"edit.on must be 'canonical', an image name or an index, got {on!r}")
   return index

@@ -12,6 +12,10 @@ from asic_jax import config_lib
 
 def get_config(arg: str = ''):
   config_lib.no_words(arg, 'configs/tiny.py')
+  if 'cpu' in config_lib.parse_arg(arg)[1]:  # its own shapes would override the flag's
+    from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+    raise UserError("configs/tiny.py is already a CPU run in seconds; the 'cpu' flag is for the "
+                    'other configs (configs/folder.py:cpu, configs/pfwillow.py:duck,cpu)')
   c = config_lib.base_config(arg)
   c.train.num_steps = 20
   c.train.batch_size = 4

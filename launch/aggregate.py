@@ -1,4 +1,4 @@
-"""Gathers every `eval/results.json` (and `baseline.json`) under a root into the paper's tables.
+"""Gathers every `eval/results.json` (and `eval/baseline_*.json`) under a root into tables.
 
   python -m launch.aggregate --root=runs              # writes runs/summary.md, runs/summary.csv
 

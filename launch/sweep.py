@@ -193,6 +193,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
   return plan
 
 
+def _check_same_run(workdir: pathlib.Path, config: ml_collections.ConfigDict, saved_hash: str,
+                    this_hash: str) -> None:
+  """A workdir whose run differs from this sweep's only in `config_lib.RESUME_SETTINGS` (more
+  steps, other logging) is the same run, resumed or extended as train itself would; any other
+  difference is refused, naming it."""
+  saved = workdir / 'config.json'
+  changed = ['its config.json is missing']
+  if saved.is_file():
+    changed = config_lib.changed_settings(config_lib.from_saved(json.loads(saved.read_text())),
+                                          config)
+  if changed:
+    raise UserError(f'{workdir} holds a run of another config (hash {saved_hash}, this sweep\'s '
+                    f'run is {this_hash}: {"; ".join(changed[:3])}); remove it or give another '
+                    '--root')
+
+
 def _run_all(plan: list[dict], root: pathlib.Path) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   from asic_jax import jobs  # pylint: disable=import-outside-toplevel
@@ -210,10 +226,8 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
     if marker.is_file():
       before = json.loads(marker.read_text())
       if before.get('config_hash') != record['config_hash']:
-        raise UserError(f'{workdir} holds a run of another config (hash '
-                        f'{before.get("config_hash")}, this sweep\'s run is '
-                        f'{record["config_hash"]}); remove it or give another --root')
-      if before.get('finished') and config.mode == 'train':
+        _check_same_run(workdir, config, before.get('config_hash'), record['config_hash'])
+      elif before.get('finished') and config.mode == 'train':
         print(f'[{index}/{len(plan)}] {workdir}: done, skipped', flush=True)
         continue
     print(f'[{index}/{len(plan)}] {workdir}', flush=True)
@@ -227,6 +241,7 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
 
 
 if __name__ == '__main__':
+  from asic_jax.errors import Interrupted  # pylint: disable=ungrouped-imports
   try:
     main()
   except BrokenPipeError:  # the listing piped into `head`
@@ -234,3 +249,10 @@ if __name__ == '__main__':
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except Interrupted as e:
+    print(f'{e} (rerun the sweep: finished runs are skipped)', file=sys.stderr)
+    sys.exit(130)
+  except KeyboardInterrupt:
+    print('interrupted; rerun the sweep to carry on (finished runs are skipped, an interrupted '
+          'one resumes)', file=sys.stderr)
+    sys.exit(130)

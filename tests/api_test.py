@@ -2,10 +2,7 @@
 photos outside the collection, edits, export, mode=map and its bad input."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +13,7 @@ import asic_jax
 from asic_jax import api, evaluate, inference, restore
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope='module')
@@ -82,8 +79,15 @@ def test_flow_warp_edit_and_export(run, tmp_path):
   flow, valid = run.flow(0, 1)
   assert flow.shape == (32, 32, 2) and valid.dtype == bool and valid.any()
   np.testing.assert_array_equal(valid, run.collection.masks[1] >= 0.5)
-  # Every valid target pixel's source pixel carries it back to the target near where it was
-  # (a cycle through canonical space; exact for the identity map).
+  # From an image to itself, every foreground pixel's nearest canonical coordinate is its own.
+  own, own_valid = run.flow(1, 1)
+  xs, ys = np.meshgrid(np.arange(32), np.arange(32), indexing='xy')
+  here = np.stack([xs, ys], -1)
+  assert np.mean(np.all(own[own_valid] == here[own_valid], axis=-1)) > 0.95
+  # Between two images, the flow's positions are the transfer's, pixel by pixel.
+  some = np.argwhere(valid)[:20][:, ::-1].astype(np.float64)  # (x, y) target pixels
+  back = run.transfer(some, 1, 0)
+  np.testing.assert_array_equal(flow[some[:, 1].astype(int), some[:, 0].astype(int)], back)
   warped, warped_valid = run.warp(0, 1)
   assert warped.shape == (32, 32, 3) and warped.dtype == np.uint8
   np.testing.assert_array_equal(warped_valid, valid)
@@ -117,15 +121,6 @@ def test_bad_references_are_clear_exceptions(run, tmp_path):
     run.map([np.zeros((8, 8, 3), np.uint8)], names=['synthetic_001'])
 
 
-def _cli(*args):
-  return subprocess.run([sys.executable, '-m', 'asic_jax.main', *args],
-                        cwd=ROOT,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        env=dict(os.environ, HF_HUB_OFFLINE='1'))
-
-
 def test_mode_map_writes_maps_points_and_edits(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
@@ -138,7 +133,7 @@ def test_mode_map_writes_maps_points_and_edits(tiny_run, tmp_path):
   sticker = np.zeros((8, 8, 4), np.uint8)
   sticker[..., 0] = sticker[..., 3] = 255
   Image.fromarray(sticker, 'RGBA').save(tmp_path / 'sticker.png')
-  result = _cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=map',
+  result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=map',
                 f'--config.map.path={photos}',
                 f'--config.map.keypoints=synthetic_002:{tmp_path / "points.json"}',
                 f'--config.edit.image={tmp_path / "sticker.png"}')
@@ -158,7 +153,7 @@ def test_mode_map_writes_maps_points_and_edits(tiny_run, tmp_path):
 
 @pytest.mark.parametrize('setting,message', [
     ('--config.map.path=', 'config.map.path: give a folder of photos'),
-    ('--config.map.path={empty}', 'images: no image files in'),
+    ('--config.map.path={empty}', 'config.map.path: no image files in'),
     ('--config.map.keypoints=synthetic_002:{missing}', 'config.map.keypoints: cannot read'),
     ('--config.map.keypoints=nobody:{missing}', "no image 'nobody' in this alignment"),
 ])
@@ -172,7 +167,7 @@ def test_mode_map_bad_input_is_one_line_and_writes_nothing(tiny_run, tmp_path, s
   Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photos / 'a.png')
   setting = setting.format(empty=empty, missing=tmp_path / 'missing.json')
   args = [f'--config.map.path={photos}', setting] if 'map.path' not in setting else [setting]
-  result = _cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=map', *args)
+  result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=map', *args)
   assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1].startswith('error: ') and message in result.stderr
   assert not (workdir / 'map').exists()

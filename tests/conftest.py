@@ -4,6 +4,7 @@ import importlib.util
 import os
 import pathlib
 import subprocess
+import sys
 import tempfile
 
 import jax
@@ -59,6 +60,16 @@ def load_config(name: str, arg: str = '', **overrides) -> ml_collections.ConfigD
       node = node[part]
     node[last] = value
   return config
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+  """`python -m asic_jax.main ARGS` from the repository, offline, output captured."""
+  return subprocess.run([sys.executable, '-m', 'asic_jax.main', *args],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        env=dict(os.environ, HF_HUB_OFFLINE='1'))
 
 
 def readme_command(marker: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from asic_jax import objective
 from asic_jax.errors import UserError
-from conftest import ROOT, load_config
+from conftest import ROOT, load_config, run_cli
 
 
 def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
@@ -133,6 +133,12 @@ def test_a_word_the_config_would_ignore_is_an_error(name):
     load_config(name, 'relesed')
 
 
+def test_the_cpu_shape_is_refused_by_the_tiny_config_whose_shapes_would_override_it():
+  assert load_config('folder', 'cpu').data.img_size == 128
+  with pytest.raises(UserError, match="tiny.py is already a CPU run.*'cpu' flag"):
+    load_config('tiny', 'cpu')
+
+
 def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):
   from asic_jax import jobs  # pylint: disable=import-outside-toplevel
   config = load_config('tiny', **{'vis.pairs': 'nobody-nothing'})
@@ -180,15 +186,6 @@ def test_missing_or_unreadable_lpips_weights_are_one_line(tmp_path, content):
   assert not workdir.exists() or not any(workdir.iterdir())
 
 
-def _cli(tmp_path, *args, timeout=600):
-  return subprocess.run([sys.executable, '-m', 'asic_jax.main', *args],
-                        cwd=ROOT,
-                        capture_output=True,
-                        text=True,
-                        timeout=timeout,
-                        env=dict(os.environ, HF_HUB_OFFLINE='1'))
-
-
 def _last_line(result) -> str:
   return result.stderr.strip().splitlines()[-1]
 
@@ -198,7 +195,7 @@ def test_a_workdir_that_is_a_file_or_unwritable_is_one_line(tmp_path):
   afile.write_text('mine')
   for workdir, message in ((afile, 'is a file, not a folder'), (afile / 'run', 'is inside'),
                            ('/sys/asic_run', 'cannot write in /sys')):
-    result = _cli(tmp_path, '--config=configs/tiny.py', f'--workdir={workdir}')
+    result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}')
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-1500:]
     assert _last_line(result).startswith('error: --workdir=') and message in _last_line(result)
   assert afile.read_text() == 'mine' and sorted(tmp_path.iterdir()) == [afile]
@@ -218,7 +215,7 @@ def test_eval_prints_its_numbers_and_refreshes_the_report(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
   (workdir / 'report' / 'index.html').unlink()
-  result = _cli(tmp_path, '--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=eval')
+  result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=eval')
   assert result.returncode == 0, result.stderr[-2000:]
   results = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert f'PCK@0.10 {100 * results["pck"]["0.10"]:.1f}' in result.stderr
@@ -230,7 +227,7 @@ def test_a_workdir_of_another_config_is_refused_and_kept(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
   before = {p: p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
-  result = _cli(tmp_path, '--config=configs/tiny.py', f'--workdir={workdir}',
+  result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}',
                 '--config.data.synthetic.num_images=5', '--config.seed=3')
   assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
   line = _last_line(result)
@@ -265,3 +262,8 @@ def test_ctrl_c_says_where_it_stopped_and_rerunning_resumes(tmp_path):
   assert 'the last checkpoint is step ' in last
   step = int(last.split('the last checkpoint is step ')[1].split()[0])
   assert step >= 10 and (workdir / 'checkpoints' / str(step)).is_dir()
+  # Rerunning the same command resumes from that checkpoint.
+  again = run_cli('--config=configs/tiny.py', f'--workdir={workdir}',
+                  f'--config.train.num_steps={step + 2}', '--config.vis.enabled=False')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert f'at step {step}' in again.stderr and 'Resumed from' in again.stderr

@@ -1,5 +1,6 @@
 """Sweeps: the predefined ones expand to distinct runs; a tiny one runs and aggregates."""
 
+import copy
 import csv
 import json
 import pathlib
@@ -131,3 +132,19 @@ def test_a_workdir_of_another_config_is_an_error_not_overwritten(tmp_path):
   with pytest.raises(UserError, match='holds a run of another config'):
     sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}'])
   assert json.loads(marker.read_text())['config_hash'] == '0123456789ab'
+
+
+def test_a_run_extended_by_more_steps_is_the_same_run_another_learning_rate_is_not(tmp_path):
+  # The sweep's record hashes the whole config; a workdir whose run differs only in what a
+  # resume may change (config_lib.RESUME_SETTINGS) is resumed, as train itself would.
+  plan = sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run'])
+  workdir, config = pathlib.Path(plan[0]['workdir']), plan[0]['config']
+  workdir.mkdir(parents=True)
+  saved = copy.deepcopy(config)
+  saved.train.num_steps += 100
+  (workdir / 'config.json').write_text(saved.to_json())
+  sweep._check_same_run(workdir, config, 'aaaaaaaaaaaa', 'bbbbbbbbbbbb')  # pylint: disable=protected-access
+  saved.optim.lr *= 2
+  (workdir / 'config.json').write_text(saved.to_json())
+  with pytest.raises(UserError, match=r'holds a run of another config .*optim\.lr'):
+    sweep._check_same_run(workdir, config, 'aaaaaaaaaaaa', 'bbbbbbbbbbbb')  # pylint: disable=protected-access

@@ -1,4 +1,5 @@
-"""The data-parallel step, resume, the non-finite stop, and learning on synthetic data.
+"""The data-parallel step, resume, the non-finite stop, learning on synthetic data and on real
+photos, photos outside the collection, warm starts.
 
 Every run here uses the same tiny config (`_tiny`), so the step compiles once and
 every later run is a persistent-cache hit (compilation dominates on CPU).
@@ -165,42 +166,51 @@ def test_training_beats_the_identity_map_on_synthetic_data(learned):
 
 
 def test_held_out_photos_are_mapped_like_the_collection(learned):
-  """Photos of the same object under warps the run never saw (the synthetic recipe with 8
-  images: the same keypoints, new warps), mapped with the collection's BatchNorm statistics:
-  keypoints carried from every collection image to them score far above the identity map.
+  """Photos of the same object under warps the run never saw (the synthetic recipe with 14
+  images, whose first 6 are the collection: the last 8, the same keypoints under new warps),
+  mapped with the collection's BatchNorm statistics: keypoints carried from every collection
+  image to them score far above the identity map.
 
-  Measured: collection pairs PCK@0.10 0.71; collection -> held out 0.70; the identity map on
-  the same pairs 0.41. We ask for 0.15 over the identity.
+  Measured: collection pairs PCK@0.10 0.71; collection -> held out 0.46; the identity map on
+  the same pairs 0.31 (a U-Net trained on six images generalises, but not to the collection's
+  own accuracy). We ask for 0.08 over the identity.
   """
   import asic_jax  # pylint: disable=import-outside-toplevel
   config, workdir, result = learned
-  held_out = synthetic.make_synthetic(load_config('tiny', **{
-      'data.synthetic.num_images': 8
+  larger = synthetic.make_synthetic(load_config('tiny', **{
+      'data.synthetic.num_images': 14
   }).data.synthetic,
-                                      size=config.data.img_size,
-                                      num_parts=config.parts.num_parts,
-                                      seed=config.seed)
-  run = asic_jax.load(workdir)
-  photos = np.rint((held_out.images + 1) * 127.5).astype(np.uint8)
-  mapped = run.map(list(photos), masks=list(held_out.masks), names=[f'h{i}' for i in range(8)])
+                                    size=config.data.img_size,
+                                    num_parts=config.parts.num_parts,
+                                    seed=config.seed)
   source = _collection(config)
+  # The recipe draws each image from its own slice of the key: the larger collection starts
+  # with the trained one; the rest was never seen.
+  np.testing.assert_array_equal(larger.images[:6], source.images)
+  held_out_images, held_out_masks = larger.images[6:], larger.masks[6:]
+  held_out_keypoints, held_out_visibility = larger.keypoints[6:], larger.visibility[6:]
+  held_out_thresholds = larger.thresholds[6:]
+  assert not any(np.array_equal(h, s) for h in held_out_images for s in source.images)
+  run = asic_jax.load(workdir)
+  photos = np.rint((held_out_images + 1) * 127.5).astype(np.uint8)
+  mapped = run.map(list(photos), masks=list(held_out_masks), names=[f'h{i}' for i in range(8)])
   errors, identity, lengths = [], [], []
   for s in range(len(source)):
-    for t in range(len(held_out)):
-      seen = source.visibility[s] & held_out.visibility[t]
+    for t in range(8):
+      seen = source.visibility[s] & held_out_visibility[t]
       if not seen.any():
         continue
       moved = mapped.transfer(source.keypoints[s][seen], s, f'h{t}')
-      errors.append(np.linalg.norm(moved - held_out.keypoints[t][seen], axis=-1))
+      errors.append(np.linalg.norm(moved - held_out_keypoints[t][seen], axis=-1))
       identity.append(
-          np.linalg.norm(source.keypoints[s][seen] - held_out.keypoints[t][seen], axis=-1))
-      lengths.append(np.full(seen.sum(), held_out.thresholds[t]))
+          np.linalg.norm(source.keypoints[s][seen] - held_out_keypoints[t][seen], axis=-1))
+      lengths.append(np.full(seen.sum(), held_out_thresholds[t]))
   errors, identity, lengths = map(np.concatenate, (errors, identity, lengths))
   pck_held_out = np.mean(errors < 0.1 * lengths)
   pck_identity = np.mean(identity < 0.1 * lengths)
   print(f'collection {result["eval"]["pck"]["0.10"]:.3f} held-out {pck_held_out:.3f} '
         f'identity {pck_identity:.3f}')
-  assert pck_held_out > pck_identity + 0.15, (pck_held_out, pck_identity)
+  assert pck_held_out > pck_identity + 0.08, (pck_held_out, pck_identity)
 
 
 def test_a_warm_start_keeps_the_cold_runs_pck(learned, tmp_path):
@@ -229,3 +239,37 @@ def test_a_warm_start_keeps_the_cold_runs_pck(learned, tmp_path):
                      r'\(model.channel_multiplier 0.125 there, 0.25 here\)'):
     train.train_and_evaluate(other, tmp_path / 'other')
   assert not (tmp_path / 'other').exists()
+
+
+def test_a_short_real_photo_run_beats_the_identity_map(data_dir, tmp_path):
+  """PF-WILLOW duck (10 real photos), the `cpu` preset at 64 px, 100 steps, every default
+  loss on: the map ends above the identity map.
+
+  Measured: identity 0.249 -> trained 0.326 (PCK@0.10, kp-bbox thresholds, 90 pairs). Before
+  the parts fix (part maps of whole photos, whose literal Eq. 5 contracts the map) the same
+  run ended at 0.063, below the identity.
+  """
+  size = 64
+  config = load_config(
+      'pfwillow', 'duck,cpu', **{
+          'data.root': str(data_dir),
+          'data.img_size': size,
+          'model.grid_size': size,
+          'loss.recon_size': size // 4,
+          'train.num_steps': 100,
+          'train.log_every': 50,
+          'checkpoint.every': 100,
+          'vis.enabled': False,
+          'features.cache_dir': str(tmp_path / 'cache'),
+          'eval.cycle_ks': (4,)
+      })
+  for term in objective.TERMS:
+    assert config.loss[term] == load_config('pfwillow', 'duck').loss[term] > 0  # the defaults
+  result = train.train_and_evaluate(config, tmp_path / 'run')
+  # Without a foreground (masks none) there are no part maps: the Parts term is idle, by
+  # design, and every other term works.
+  assert result['parts'] == 0.0 and all(result[t] > 0 for t in objective.TERMS if t != 'parts')
+  identity = _identity_score(config, prepare.load(config))
+  assert identity['num_pairs'] == result['eval']['num_pairs'] == 90
+  assert result['eval']['pck']['0.10'] > identity['pck']['0.10'] + 0.04, (
+      result['eval']['pck'], identity['pck'])

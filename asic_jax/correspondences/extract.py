@@ -129,25 +129,33 @@ def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -
   return _dino_descriptors(images, config)
 
 
-def _vgg_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
-  """VGG-16's match and seg layers on the `features.vgg.stride` grid, no saliency."""
-  v = config.features.vgg
+def vgg_layers(images: np.ndarray, config: ml_collections.ConfigDict,
+               layers: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """VGG-16's `layers` (float16 `[N, h, w, C]` each) on the `features.vgg.stride` grid of
+  `images [N, S, S, 3]`, `features.batch_size` at a time, and the cell centres `[h, w, 2]`."""
+  stride = config.features.vgg.stride
   try:
     params = vgg.load_vgg()
-    layers = tuple(sorted({v.match_layer, v.seg_layer}))
-    vgg.check(images.shape[1], layers, v.stride)
+    vgg.check(images.shape[1], layers, stride)
   except (OSError, ValueError) as e:
     raise UserError(f'config.features.vgg: {e}') from e
-  match, seg, centers = [], [], None
+  found, centers = {layer: [] for layer in layers}, None
   with tqdm(total=len(images), desc='VGG-16 features', unit='image', disable=None) as bar:
     for start in range(0, len(images), config.features.batch_size):
       batch = jnp.asarray(images[start:start + config.features.batch_size])
-      found, centers = vgg.extract_layers(params, batch, layers=layers, stride=v.stride)
-      match.append(np.asarray(found[v.match_layer], np.float16))
-      seg.append(np.asarray(found[v.seg_layer], np.float16))
+      out, centers = vgg.extract_layers(params, batch, layers=layers, stride=stride)
+      for layer in layers:
+        found[layer].append(np.asarray(out[layer], np.float16))
       bar.update(len(batch))
-  seg = np.concatenate(seg)
-  return Descriptors(np.concatenate(match), seg, None, np.asarray(centers),
+  return {layer: np.concatenate(x) for layer, x in found.items()}, np.asarray(centers)
+
+
+def _vgg_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
+  """VGG-16's match and seg layers on the `features.vgg.stride` grid, no saliency."""
+  v = config.features.vgg
+  found, centers = vgg_layers(images, config, tuple(sorted({v.match_layer, v.seg_layer})))
+  seg = found[v.seg_layer]
+  return Descriptors(found[v.match_layer], seg, None, centers,
                      seg.astype(np.float32).mean(axis=(1, 2)))
 
 
@@ -344,8 +352,10 @@ def add_correspondences(collection: collection_lib.Collection,
                                      entry['matches'])
   log.info('%s: %d pairs, %.0f pseudo-matches per pair on average', collection.name, len(pairs),
            (matches[..., 4] > 0).sum(1).mean())
+  masks_from = collection.masks_from or ('coseg' if f.masks == 'coseg' else 'photo')
   return collection.replace(pairs=pairs.astype(np.int32),
                             matches=matches.astype(np.float32),
                             masks=entry['masks'].astype(np.float32),
                             parts=entry['parts'].astype(np.int32),
-                            num_parts=config.parts.num_parts)
+                            num_parts=config.parts.num_parts,
+                            masks_from=masks_from)

@@ -59,6 +59,8 @@ class Collection:
     bboxes: `[N, 4]` float32 object boxes (x1, y1, x2, y2), S frame, or None.
     frames: N `SquareFrame`s, how each original photo became its S x S square (padding,
       scale, original size), or None (synthetic images are square from the start).
+    masks_from: where `masks` came from: 'dataset' (the loader's), 'coseg' (co-segmentation),
+      'photo' (no foreground: each whole photo), or '' (no masks yet).
   """
   name: str
   images: np.ndarray
@@ -76,6 +78,7 @@ class Collection:
   threshold_kind: str = 'img'
   bboxes: Optional[np.ndarray] = None
   frames: Optional[tuple] = None
+  masks_from: str = ''
 
   def __post_init__(self):
     n = len(self.images)
@@ -133,6 +136,19 @@ class Collection:
         np.ones((self.size, self.size), np.float32) if f is None else f.area(self.size)
         for f in frames
     ])
+
+
+def find_image(token, names: tuple[str, ...]) -> int | None:
+  """An image's index from its name, else from an index (an int, or a string of digits;
+  negative counts from the end); None when neither. A name wins over an index, so photos
+  named '0042' are found by name."""
+  if isinstance(token, str) and token in names:
+    return names.index(token)
+  text = str(token).strip()
+  if isinstance(token, bool) or not text.lstrip('-').isdigit():
+    return None
+  index = int(text)
+  return index % len(names) if -len(names) <= index < len(names) else None
 
 
 def eval_pairs_from_keypoints(keypoints: np.ndarray,

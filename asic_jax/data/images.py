@@ -102,13 +102,18 @@ class SquareFrame:
 
   def unsquare(self, image: np.ndarray) -> np.ndarray:
     """An S x S image (uint8 `[S, S, C]`) back at the original's size and place: resized to
-    the padded side, the padding cut off (for a crop: the cropped part, at its own size)."""
+    the padded side and the padding cut off; for a crop (CUB), pasted where the crop was in
+    an original-sized canvas, zeros around it. Without a known size: the padded side."""
     side = int(round(image.shape[0] / self.scale))
     full = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))
-    x0, y0 = max(self.left, 0), max(self.top, 0)
-    x1 = min(self.left + self.width, side) if self.width else side
-    y1 = min(self.top + self.height, side) if self.height else side
-    return full[y0:y1, x0:x1]
+    if not (self.width and self.height):
+      return full
+    canvas = np.zeros((self.height, self.width) + full.shape[2:], full.dtype)
+    # Square pixel (u, v) shows original pixel (u - left, v - top).
+    x0, y0 = max(-self.left, 0), max(-self.top, 0)
+    x1, y1 = min(side - self.left, self.width), min(side - self.top, self.height)
+    canvas[y0:y1, x0:x1] = full[y0 + self.top:y1 + self.top, x0 + self.left:x1 + self.left]
+    return canvas
 
 
 def square(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareFrame]:

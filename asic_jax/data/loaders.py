@@ -50,6 +50,8 @@ def load_collection(config: ml_collections.ConfigDict) -> collection_lib.Collect
     raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
   check_images(collection)
   collection = checked_keypoints(collection)
+  if collection.masks is not None:
+    collection = collection.replace(masks_from='dataset')
   return benchmark.with_threshold(collection, config.eval.threshold or None)
 
 
