@@ -261,8 +261,12 @@ def _parts_figure(collection, view, shown) -> tuple[np.ndarray, str] | None:
   what = []
   if collection.masks is not None:
     rows.append([drawing.grey(masks[i]) for i in shown])
-    what.append('the foreground masks (white = 1)')
-  if collection.parts is not None:
+    what.append('the foreground masks (white = 1)' if collection.masks_from != 'photo' else
+                'their masks (white = 1: the whole photo, the square\'s padding excluded; '
+                'features.masks=none)')
+  if collection.parts is not None and not (collection.parts < collection.num_parts).any():
+    what.append('no part maps (no foreground to cut into parts: the Parts term is idle)')
+  elif collection.parts is not None:
     size = images.shape[1]
     picks = np.round(np.linspace(0, collection.size - 1, size)).astype(int)
     rows.append([
