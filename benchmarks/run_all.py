@@ -70,8 +70,8 @@ def run(folder: pathlib.Path, name: str, module: str, args: list[str]) -> dict:
 
 SECTIONS = {
     'train_step': ('Train step', train_step.COLUMNS,
-                   'The whole step: both U-Net passes, TPS and jitter, every loss term (LPIPS's '
-                   'VGG-16: its cost does not depend on its weights), the Adam update. Median of the timed '
+                   'The whole step: both U-Net passes, TPS and jitter, every loss term (the '
+                   'LPIPS VGG-16: its cost does not depend on its weights), the Adam update. Median of the timed '
                    'steps after one warm-up; compile time separately. `released`: the shape at '
                    'which the released PyTorch code takes ~1.06 s/step on a 2-core CPU '
                    '(DESIGN §7); `÷ released` is our time over that.'),
