@@ -5,9 +5,9 @@ is pure and jit-able, and `params` is a plain pytree that nothing trains. The
 parameters are passed in, never closed over, so the VGG-16 weights (59 MB) are
 not baked into compiled programs as constants.
 
-Both kinds run flaxmodels' VGG-16 trunk, the one lpips-j uses: it takes images
-in [0, 1] and normalises them with the ImageNet statistics, which is exactly
-LPIPS's scaling layer applied to [-1, 1] inputs.
+Both kinds run the VGG-16 trunk lpips-j uses (flaxmodels' VGG, computed by `Trunk`
+with the same parameters): it takes images in [0, 1] and normalises them with the
+ImageNet statistics, which is exactly LPIPS's scaling layer applied to [-1, 1] inputs.
 
 * 'lpips' (the paper): lpips-j's `LPIPS` forward, unchanged. Its weights are, by
   default (`'bundled'`), the real LPIPS VGG-16 and v0.1 linear heads shipped inside the
@@ -41,13 +41,14 @@ from typing import Callable, Literal
 import warnings
 
 import flax.linen as nn
-import flaxmodels.vgg as vgg
 import h5py
 from huggingface_hub import hf_hub_download
 import jax
 import jax.numpy as jnp
 from lpips_j import lpips
 import numpy as np
+
+from asic_jax.models import layers
 
 PerceptualFn = Callable[[dict, jax.Array, jax.Array], jax.Array]
 
@@ -97,9 +98,37 @@ _CONVERT_HINT = ("convert GANgealing's simclr_vgg_phase150.pt once with "
                  'that FOLDER')
 
 
+# The ImageNet statistics flaxmodels' VGG normalises its [0, 1] input with.
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Trunk(nn.Module):
+  """flaxmodels' VGG-16 trunk as lpips-j configures it (`VGGExtractor`: activations, no head),
+  with the same parameter tree (`conv1_1` ... `conv5_3`, each `{kernel [3, 3, C, O], bias}`)
+  and values, computed with `layers.Conv3x3` and `layers.max_pool_2x2`: on a CPU, flaxmodels'
+  `nn.Conv` on the 2x2 maps of a 32-px input took 70 % of the whole train step (`layers`).
+  `tests/perceptual_test.py` checks it against flaxmodels' own module.
+
+  `[B, H, W, 3]` in [0, 1] -> `{'relu{block}_{i}': [B, H / 2^(block-1), ..., C]}`.
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    x = (x - jnp.asarray(_IMAGENET_MEAN, x.dtype)) / jnp.asarray(_IMAGENET_STD, x.dtype)
+    activations = {}
+    for name, _, features in _VGG16_CONVS:
+      block = name[4]
+      if name.endswith('_1') and block != '1':
+        x = layers.max_pool_2x2(x)
+      x = nn.relu(layers.Conv3x3(features, name=name)(x))
+      activations['relu' + name[4:]] = x
+    return activations
+
+
 def trunk(**kwargs) -> nn.Module:
-  """flaxmodels' VGG-16 trunk, configured as lpips-j's `VGGExtractor` (apply only)."""
-  return vgg.VGG(output='activations', pretrained=None, include_head=False, **kwargs)
+  """The VGG-16 trunk (`Trunk`; apply only)."""
+  return Trunk(**kwargs)
 
 
 class _LPIPS(lpips.LPIPS):

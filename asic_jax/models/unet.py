@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from asic_jax.models import layers
+
 # Flax's running-average momentum: PyTorch's 0.1 update weight.
 BN_MOMENTUM = 0.9
 
@@ -63,13 +65,12 @@ class DoubleConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i in (1, 2):
-      x = nn.Conv(self.features, (3, 3),
-                  padding=1,
-                  use_bias=False,
-                  kernel_init=_torch_kernel_init,
-                  dtype=self.dtype,
-                  param_dtype=self.param_dtype,
-                  name=f'conv{i}')(x)
+      x = layers.Conv3x3(self.features,
+                         use_bias=False,
+                         kernel_init=_torch_kernel_init,
+                         dtype=self.dtype,
+                         param_dtype=self.param_dtype,
+                         name=f'conv{i}')(x)
       x = nn.BatchNorm(use_running_average=not train,
                        momentum=BN_MOMENTUM,
                        epsilon=1e-5,
@@ -95,10 +96,7 @@ class Up(nn.Module):
     up_features = x.shape[-1] // 2
     # transpose_kernel: PyTorch's layout and orientation; kernel [2, 2, out, in], whose
     # fan_in for the default initialiser is out * 4, PyTorch's fan_in for this kernel.
-    x = nn.ConvTranspose(up_features, (2, 2),
-                         strides=(2, 2),
-                         padding='VALID',
-                         transpose_kernel=True,
+    x = layers.UpConv2x2(up_features,
                          kernel_init=_torch_kernel_init,
                          bias_init=_torch_bias_init(up_features * 4),
                          dtype=self.dtype,
@@ -149,7 +147,7 @@ class UNet(nn.Module):
     skips = []
     for i, features in enumerate(widths[1:], start=1):
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool_2x2(x)
       x = DoubleConv(features, name=f'down{i}', **common)(x, train)
     for i, (features, skip) in enumerate(zip(widths[-2::-1], skips[::-1]), start=1):
       x = Up(features, name=f'up{i}', **common)(x, skip, train)
