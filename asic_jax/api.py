@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asic_jax import evaluate, inference, restore, visualize
+from asic_jax import eval_run, evaluate, inference, restore, visualize
+from asic_jax.correspondences import matching
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
@@ -65,7 +66,8 @@ def _restored(cli, workdir, step: int = 0) -> 'Alignment':
   """`restore.restore_run` (with the command line's evaluation settings, or none) as an
   `Alignment`."""
   config, collection, state, step = restore.restore_run(cli, workdir, step=step)
-  flows = inference.collection_flows(config, state, collection.images)
+  flows = inference.collection_flows(config, state, collection.images,
+                                     flipped=collection.flipped)
   return Alignment(config, collection, state, step, flows)
 
 
@@ -102,6 +104,7 @@ class Alignment:
     self._flows = jnp.asarray(flows)
     self._masks = jnp.asarray(collection.masks_or_ones())
     self._statistics = statistics
+    self._descriptors = None
 
   # -- names and frames ---------------------------------------------------------------------
 
@@ -194,7 +197,8 @@ class Alignment:
     """Carries `points [K, 2]` (pixels of photo `src`) to photo `trg`: `[K, 2]` pixels of
     `trg`; `trg='all'` gives `{name: [K, 2]}` for every other image.
 
-    `method` is 'nearest' (the paper's) or 'soft' (a window soft-argmax); None takes the
+    `method` is 'nearest' (the paper's), 'soft' (a window soft-argmax) or 'refine' (the
+    canonical transfer refined by the backbone's descriptors, coarse to fine); None takes the
     run's `eval.transfer`. In the S frame this is exactly `mode=eval`'s transfer.
     """
     s = self.index(src)
@@ -207,14 +211,32 @@ class Alignment:
       }
     t = self.index(trg)
     e = self.config.eval
+    method = method or e.transfer
+    descriptors = None
+    if method == 'refine':
+      grids, centers = self._match_descriptors()
+      descriptors = evaluate.Descriptors(grids[s], grids[t], centers,
+                                         eval_run.refine_window_px(self.config, self.size),
+                                         float(e.refine_temperature))
     found = evaluate.transfer(self._flows[s],
                               self._flows[t],
                               self._masks[t],
                               square,
-                              method=method or e.transfer,
+                              method=method,
                               window=int(e.soft_window),
-                              temperature=float(e.soft_temperature))
+                              temperature=float(e.soft_temperature),
+                              descriptors=descriptors)
     return self.frame(t).to_original(np.asarray(found, np.float64))
+
+  def _match_descriptors(self) -> tuple[jax.Array, jax.Array]:
+    """The backbone's unit descriptor grids of every image and their cell centres, for
+    'refine' (computed, or read from the extraction cache, on first use)."""
+    if self._descriptors is None:
+      from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
+      grids, centers = extract.match_descriptors(self.collection, self.config)
+      self._descriptors = (matching.l2_normalize(jnp.asarray(grids)),
+                           jnp.asarray(centers, jnp.float32))
+    return self._descriptors
 
   def flow(self, src: ImageRef, trg: ImageRef) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel of photo `trg`: the pixel of photo `src` with the nearest canonical
@@ -317,9 +339,20 @@ class Alignment:
     squares, frames = zip(*(images_lib.square(p, self.size) for p in photos))
     squares = images_lib.to_unit_range(np.stack(squares))
     new_masks = self._new_masks(squares, photos, frames, masks)
+    new_flipped = None
+    if self.collection.flipped is not None:  # trained with features.orient: orient them too
+      from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
+      new_flipped = extract.orient_new(self.collection, squares, new_masks, self.config)
     if self._statistics is None:
-      self._statistics = inference.statistics(self.config, self._state, self.collection.images)
-    flows = inference.flows_with(self.config, self._state, self._statistics, squares)
+      self._statistics = inference.statistics(self.config,
+                                              self._state,
+                                              self.collection.images,
+                                              flipped=self.collection.flipped)
+    flows = inference.flows_with(self.config,
+                                 self._state,
+                                 self._statistics,
+                                 squares,
+                                 flipped=new_flipped)
     old = self.collection
     joined = collection_lib.Collection(
         name=old.name,
@@ -327,7 +360,8 @@ class Alignment:
         names=old.names + names,
         masks=np.concatenate([old.masks_or_ones(), new_masks]),
         frames=tuple(old.frames or (None,) * len(old)) + tuple(frames),
-        masks_from=old.masks_from)
+        masks_from=old.masks_from,
+        flipped=None if new_flipped is None else np.concatenate([old.flipped, new_flipped]))
     return Alignment(self.config,
                      joined,
                      self._state,

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 
 from asic_jax import eval_run
-from asic_jax.correspondences import extract, matching
+from asic_jax.correspondences import extract, matching, orientation
 from asic_jax.data import loaders
 from asic_jax.errors import UserError
 from asic_jax.models import dino
@@ -154,6 +154,19 @@ def _mls_pairs(descriptors, foreground, centers, src, trg, points, alpha):
   return jax.lax.map(one, (src, trg, points))
 
 
+def _oriented(describe, images: np.ndarray, flipped: np.ndarray | None) -> np.ndarray:
+  """`describe(images) -> [N, h, w, C]` with each flipped image described as its mirror image,
+  put back on the photo's grid (`orientation.mirror_grid`): the same orientation ASIC's run
+  trains with, so the comparison stays fair."""
+  found = describe(images)
+  if flipped is not None and np.any(flipped):
+    flipped = np.asarray(flipped, bool)
+    found = np.array(found, copy=True)
+    found[flipped] = orientation.mirror_grid(
+        describe(np.ascontiguousarray(np.asarray(images)[flipped][:, :, ::-1])))
+  return found
+
+
 def _dino_descriptors(config, collection):
   b = config.baseline
   if b.preset not in PRESETS:
@@ -165,30 +178,45 @@ def _dino_descriptors(config, collection):
   if (size - arch.patch_size) % settings['stride']:
     raise UserError(f'baseline: image size {size} minus the patch size {arch.patch_size} '
                     f"must divide by the stride {settings['stride']}")
-  images = jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(collection.images))
-  found = []
-  for start in range(0, len(images), config.features.batch_size):
-    out = dino.extract(params,
-                       images[start:start + config.features.batch_size],
-                       arch,
-                       layer=settings['layer'],
-                       facet=settings['facet'],
-                       stride=settings['stride'],
-                       bin_hierarchy=settings['bin_hierarchy'],
-                       query_chunk=config.features.query_chunk)
-    found.append(np.asarray(out.descriptors, np.float32))
+  images = np.asarray(
+      jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(collection.images)))
+  centers = []
+
+  def describe(batch):
+    found = []
+    for start in range(0, len(batch), config.features.batch_size):
+      out = dino.extract(params,
+                         jnp.asarray(batch[start:start + config.features.batch_size]),
+                         arch,
+                         layer=settings['layer'],
+                         facet=settings['facet'],
+                         stride=settings['stride'],
+                         bin_hierarchy=settings['bin_hierarchy'],
+                         query_chunk=config.features.query_chunk)
+      found.append(np.asarray(out.descriptors, np.float32))
+      centers.append(np.asarray(out.centers))
+    return np.concatenate(found)
+
+  descriptors = _oriented(describe, images, collection.flipped)
   settings.update(preset=b.preset, model=config.features.model)
-  return np.concatenate(found), np.asarray(out.centers), size, settings
+  return descriptors, centers[0], size, settings
 
 
 def _vgg_descriptors(config, collection):
   v = config.features.vgg
-  found, centers = extract.vgg_layers(collection.images, config, (v.match_layer,))
+  centers = []
+
+  def describe(batch):
+    found, grid = extract.vgg_layers(batch, config, (v.match_layer,))
+    centers.append(grid)
+    return found[v.match_layer].astype(np.float32)
+
+  descriptors = _oriented(describe, collection.images, collection.flipped)
   settings = dict(layer=v.match_layer,
                   stride=v.stride,
                   img_size=collection.size,
                   model='vgg16 (ImageNet)')
-  return found[v.match_layer].astype(np.float32), centers, collection.size, settings
+  return descriptors, centers[0], collection.size, settings
 
 
 def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.ndarray,
@@ -220,6 +248,9 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
   if method not in METHODS:
     raise UserError(f'config.baseline.method must be one of {METHODS}, got {method!r}')
   collection = loaders.load_collection(config)  # no pseudo-matches: the baselines need none
+  if config.features.orient:  # the orientation ASIC's run took (from the extraction cache)
+    collection = collection.replace(
+        flipped=extract.add_correspondences(collection, config).flipped)
   if backbone == 'vgg16':
     descriptors, centers, size, settings = _vgg_descriptors(config, collection)
   else:
@@ -230,7 +261,9 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
          f'{config.baseline.mls_alpha}) of the pair\'s mutual nearest-neighbour patches')
   results = eval_run.score(collection, fn, config, f'{how}, within the target\'s mask or photo')
   name = f'{backbone}_{method}'
-  settings.update(method=method, backbone=backbone)
+  settings.update(method=method, backbone=backbone, orient=bool(config.features.orient))
+  if collection.flipped is not None:
+    settings['flipped'] = [n for n, f in zip(collection.names, collection.flipped) if f]
   if method == 'mls':
     settings['mls_alpha'] = config.baseline.mls_alpha
   results.update(method=name, baseline=settings)

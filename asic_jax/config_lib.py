@@ -20,8 +20,12 @@ import ml_collections
 # in the arg is positional.
 PRESETS = ('paper', 'released')
 SHAPES = ('cpu',)
-SWEEPS = ('ablation', 'presets', 'baselines')
-FLAGS = PRESETS + SHAPES + SWEEPS
+# Options beyond both presets, measured on real photos (README "Accuracy on real photos").
+OPTIONS = ('recommended',)
+SWEEPS = ('ablation', 'presets', 'baselines', 'seeds')
+FLAGS = PRESETS + SHAPES + OPTIONS + SWEEPS
+# The seeds of the `seeds` sweep word.
+SWEEP_SEEDS = (0, 1, 2)
 
 # The loss ablation of paper Table 3: each term zeroed in turn (Recon with its mask BCE,
 # Eq. 4).
@@ -174,16 +178,23 @@ def category_sweep(add, arg: str | None, categories) -> None:
 
   `arg` words: none (every category), 'ablation' (every category x the loss ablation of
   Table 3), 'presets' (every category x paper and released) or 'baselines' (every category's
-  training run, then its NN and MLS baselines over the same backbone, `mode=baseline`).
-  `add(**overrides)` takes dotted config keys; 'preset' names a preset and 'variant' labels
-  a run.
+  training run, then its NN and MLS baselines over the same backbone, `mode=baseline`);
+  'seeds' trains every run with each of `SWEEP_SEEDS` (the baselines, which draw nothing at
+  random, once, with seed 0's orientation and extraction). `add(**overrides)` takes dotted config keys; 'preset'
+  names a preset and 'variant' labels a run.
   """
   _, flags = parse_arg(arg)
+  seeds = SWEEP_SEEDS if 'seeds' in flags else (None,)
+  seeded = lambda seed, **o: o if seed in (None, 0) else dict(o, seed=seed)
   for category in categories:
     if 'baselines' in flags:
-      add(**{'data.category': category})
+      for seed in seeds:
+        add(**seeded(seed, **{'data.category': category}))
       for method in ('nn', 'mls'):
         add(**{'data.category': category, 'mode': 'baseline', 'baseline.method': method})
+    elif 'seeds' in flags:
+      for seed in seeds:
+        add(**seeded(seed, **{'data.category': category}))
     elif 'ablation' in flags:
       for variant, weights in ABLATION.items():
         add(**{'data.category': category, 'variant': variant, **weights})
@@ -283,6 +294,12 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.features.saliency_threshold = 0.065  # co-segmentation: a cluster's saliency vote
   c.features.votes_percentage = 75.0  # co-segmentation: % of images voting foreground
   c.features.max_matches = 0  # keep the most similar matches per pair; 0 keeps all
+  # Orientation-aware alignment: show some photos to the network mirrored, chosen jointly by
+  # how their descriptors agree with the others' (correspondences/orientation.py); outputs
+  # stay in each photo's own pixels. A flip is kept only where its evidence (a t-statistic
+  # over its pairs) reaches orient_min_t.
+  c.features.orient = False
+  c.features.orient_min_t = 3.0
   c.features.batch_size = 4  # images per DINO call
   c.features.query_chunk = 1024  # attention queries at a time (memory only)
   c.features.cache_dir = ''  # '' = $XDG_CACHE_HOME/asic_jax (~/.cache/asic_jax)
@@ -309,6 +326,10 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.transfer = 'nearest'  # nearest (the paper's hard argmin) | soft (window soft-argmax)
   c.eval.soft_window = 3  # soft: pixels around the hard argmin (a 7 x 7 window)
   c.eval.soft_temperature = 2.0  # soft: of the squared canonical distance, in pixels^2
+  # refine: the backbone descriptor most like the source point's within this fraction of S of
+  # the canonical transfer (coarse-to-fine); temperature 0: argmax, > 0: soft-argmax of cosine.
+  c.eval.refine_window = 0.1
+  c.eval.refine_temperature = 0.0
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
   c.baseline = ml_collections.ConfigDict()  # mode=baseline over features.backbone (DESIGN §5)
@@ -348,7 +369,16 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
     apply_released(c)
   if 'cpu' in flags:
     apply_cpu(c)
+  if 'recommended' in flags:
+    apply_recommended(c)
   return c
+
+
+def apply_recommended(c: ml_collections.ConfigDict) -> None:
+  """What this implementation adds to either preset, each measured on real photos (README
+  "Accuracy on real photos"): orientation-aware alignment and the coarse-to-fine transfer."""
+  c.features.orient = True
+  c.eval.transfer = 'refine'
 
 
 def apply_cpu(c: ml_collections.ConfigDict) -> None:
@@ -458,6 +488,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   choice('eval.transfer', evaluate.TRANSFERS)
   need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
   need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')
+  need(c.eval.refine_window >= 0, 'eval.refine_window', '>= 0 (a fraction of the image side)')
+  need(c.eval.refine_temperature >= 0, 'eval.refine_temperature', '>= 0 (0: argmax)')
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
   need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
   choice('baseline.method', baseline.METHODS)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from asic_jax import config_lib, evaluate, inference, parallel, report, restore
+from asic_jax.correspondences import extract, matching
 from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 
@@ -108,9 +109,20 @@ def flow_transfer(flows: jax.Array,
                   *,
                   method: str = 'nearest',
                   window: int | None = None,
-                  temperature: float | None = None) -> evaluate.TransferFn:
-  """ASIC's transfer through the canonical space (`evaluate.transfer`), as a `TransferFn`."""
+                  temperature: float | None = None,
+                  descriptors: tuple[np.ndarray, np.ndarray] | None = None,
+                  refine_window: float = 0.0,
+                  refine_temperature: float = 0.0) -> evaluate.TransferFn:
+  """ASIC's transfer through the canonical space (`evaluate.transfer`), as a `TransferFn`;
+  'refine' reads `descriptors` (`extract.match_descriptors`: grids, centres), its window in
+  pixels."""
   masks = None if masks is None else jnp.asarray(masks)
+  grids = centers = None
+  if method == 'refine':
+    if descriptors is None:
+      raise ValueError("method 'refine' needs the backbone's descriptors")
+    grids = matching.l2_normalize(jnp.asarray(descriptors[0]))
+    centers = jnp.asarray(descriptors[1], jnp.float32)
 
   def fn(src, trg, points):
     return np.asarray(
@@ -122,21 +134,37 @@ def flow_transfer(flows: jax.Array,
                                 chunk=chunk,
                                 method=method,
                                 window=window,
-                                temperature=temperature))
+                                temperature=temperature,
+                                grids=grids,
+                                centers=centers,
+                                refine_window=float(refine_window),
+                                refine_temperature=float(refine_temperature)))
 
   return fn
 
 
-def config_transfer(config: ml_collections.ConfigDict, flows: jax.Array,
+def config_transfer(config: ml_collections.ConfigDict, flows: jax.Array, collection,
                     masks: np.ndarray | None) -> evaluate.TransferFn:
-  """`flow_transfer` with the config's `eval.transfer` settings."""
+  """`flow_transfer` with the config's `eval.transfer` settings (the backbone's descriptors of
+  `collection` for 'refine')."""
   e = config.eval
+  descriptors = None
+  if e.transfer == 'refine':
+    descriptors = extract.match_descriptors(collection, config)
   return flow_transfer(flows,
                        masks,
                        e.chunk,
                        method=e.transfer,
                        window=int(e.soft_window),
-                       temperature=float(e.soft_temperature))
+                       temperature=float(e.soft_temperature),
+                       descriptors=descriptors,
+                       refine_window=refine_window_px(config, collection.size),
+                       refine_temperature=float(e.refine_temperature))
+
+
+def refine_window_px(config: ml_collections.ConfigDict, size: int) -> float:
+  """`eval.refine_window` (a fraction of the image side S) in pixels of the S frame."""
+  return float(config.eval.refine_window) * size
 
 
 def markdown(results: dict, method: str) -> str:
@@ -212,12 +240,19 @@ def evaluate_state(config: ml_collections.ConfigDict,
                    flows: jax.Array | None = None) -> dict:
   """Scores a train state on its collection and writes `eval/results.{json,md}`."""
   if flows is None:
-    flows = inference.collection_flows(config, state, collection.images)
+    flows = inference.collection_flows(config, state, collection.images,
+                                       flipped=collection.flipped)
   transfer = NEAREST
   if config.eval.transfer == 'soft':
     transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '
                 f'{config.eval.soft_temperature} px^2) around {NEAREST}')
-  results = score(collection, config_transfer(config, flows, collection.masks), config, transfer)
+  elif config.eval.transfer == 'refine':
+    how = (f'the soft-argmax (temperature {config.eval.refine_temperature})'
+           if config.eval.refine_temperature > 0 else 'the argmax')
+    transfer = (f'{NEAREST}, refined to {how} of the backbone descriptors\' cosine similarity '
+                f'to the source point\'s within {config.eval.refine_window} S of it')
+  results = score(collection, config_transfer(config, flows, collection, collection.masks),
+                  config, transfer)
   results.update(method='asic',
                  checkpoint_step=int(step),
                  config_hash=config_lib.config_hash(config),

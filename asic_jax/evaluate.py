@@ -18,7 +18,7 @@ released code pairs thresholds with the wrong rows, DESIGN §8.3).
 """
 
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -80,9 +80,63 @@ def soft_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array, *
   return jnp.stack([weights @ xs.astype(jnp.float32), weights @ ys.astype(jnp.float32)], axis=-1)
 
 
-# How a transfer picks its target pixel (`eval.transfer`): the paper's hard argmin, or a
-# window soft-argmax around it.
-TRANSFERS = ('nearest', 'soft')
+def refine_pixels(coarse: jax.Array, source: jax.Array, target: jax.Array, centers: jax.Array,
+                  allowed: jax.Array | None, *, window: float, temperature: float) -> jax.Array:
+  """Coarse-to-fine transfer: ASIC's answer `coarse [K, 2]` (pixels) moved to the target cell,
+  within `window` pixels of it (Chebyshev), whose backbone descriptor best matches the source
+  point's, `[K, 2]` float32 pixels.
+
+  Args:
+    coarse: `[K, 2]` the canonical transfer's pixels in the target.
+    source: `[K, C]` unit descriptors of the source points.
+    target: `[T, C]` unit descriptors of the target's cells, centred at `centers [T, 2]`.
+    allowed: `[T]` bool, the cells a prediction may land on (the target's mask), or None.
+    window: the search radius in pixels; a point with no allowed cell within it keeps
+      `coarse`.
+    temperature: 0 takes the most similar cell's centre (hard argmax); > 0 the mean of the
+      cells' centres weighted by softmax(cosine similarity / temperature).
+  """
+  near = jnp.max(jnp.abs(centers[None] - coarse[:, None]), axis=-1) <= window  # [K, T]
+  if allowed is not None:
+    near = near & allowed[None]
+  similarity = jnp.matmul(source, target.T, precision=jax.lax.Precision.HIGHEST)
+  similarity = jnp.where(near, similarity, -jnp.inf)
+  if temperature > 0:
+    weights = jax.nn.softmax(similarity / temperature, axis=1)
+    moved = jnp.nan_to_num(weights) @ centers
+  else:
+    moved = centers[jnp.argmax(similarity, axis=1)]
+  return jnp.where(jnp.any(near, axis=1, keepdims=True), moved, coarse.astype(jnp.float32))
+
+
+def descriptors_at(grid: jax.Array, centers: jax.Array, points: jax.Array) -> jax.Array:
+  """Unit descriptors `[K, C]` of a regular grid `[h, w, C]` (cell centres `[h, w, 2]` in
+  pixels) read bilinearly (border) at pixels `points [K, 2]`."""
+  origin, last = centers[0, 0], centers[-1, -1]
+  height, width = grid.shape[:2]
+  step = (last - origin) / jnp.maximum(jnp.asarray([width - 1, height - 1], jnp.float32), 1.0)
+  cells = (points - origin) / step
+  found = sampling.grid_sample(grid.astype(jnp.float32),
+                               sampling.pixel_to_normalized(cells, (width, height)),
+                               padding='border')
+  return found / jnp.maximum(jnp.linalg.norm(found, axis=-1, keepdims=True), 1e-12)
+
+
+# How a transfer picks its target pixel (`eval.transfer`): the paper's hard argmin, a window
+# soft-argmax around it, or the argmin refined by the backbone's descriptors.
+TRANSFERS = ('nearest', 'soft', 'refine')
+
+
+class Descriptors(NamedTuple):
+  """What `transfer(method='refine')` reads: unit descriptor grids `[h, w, C]` of the source
+  and target (oriented as the run was: `extract.oriented_descriptors`), cell centres
+  `[h, w, 2]` (pixels of the S frame), the search window (px) and temperature
+  (`refine_pixels`)."""
+  source: jax.Array
+  target: jax.Array
+  centers: jax.Array
+  window: float
+  temperature: float
 
 
 def transfer(src_flow: jax.Array,
@@ -92,21 +146,42 @@ def transfer(src_flow: jax.Array,
              *,
              method: str = 'nearest',
              window: int | None = None,
-             temperature: float | None = None) -> jax.Array:
+             temperature: float | None = None,
+             descriptors: Descriptors | None = None) -> jax.Array:
   """Carries `points [K, 2]` (pixels of the source) to the target: `[K, 2]` pixels, int32
   for 'nearest' (the paper's), float32 for 'soft' (`soft_pixels`, with its `window` and
-  `temperature`: the config's `eval.soft_*`)."""
+  `temperature`: the config's `eval.soft_*`) and 'refine' (`refine_pixels` from the
+  'nearest' answer, with `descriptors`: the config's `eval.refine_*`)."""
   canonical = canonical_points(src_flow, points)
   if method == 'soft':
     if window is None or temperature is None:
       raise ValueError("method 'soft' needs a window and a temperature (eval.soft_*)")
     return soft_pixels(trg_flow, trg_mask, canonical, window=window, temperature=temperature)
-  if method != 'nearest':
+  if method not in TRANSFERS:
     raise ValueError(f'method must be one of {TRANSFERS}, got {method!r}')
-  return nearest_pixels(trg_flow, trg_mask, canonical)
+  coarse = nearest_pixels(trg_flow, trg_mask, canonical)
+  if method == 'nearest':
+    return coarse
+  if descriptors is None:
+    raise ValueError("method 'refine' needs the backbone's descriptors")
+  d = descriptors
+  centers = d.centers.reshape(-1, 2).astype(jnp.float32)
+  allowed = None
+  if trg_mask is not None:
+    allowed = canonical_points(trg_mask[..., None], centers)[:, 0] >= MASK_THRESHOLD
+    allowed = allowed | ~jnp.any(allowed)
+  return refine_pixels(coarse.astype(jnp.float32),
+                       descriptors_at(d.source, d.centers, points),
+                       d.target.reshape(centers.shape[0], -1),
+                       centers,
+                       allowed,
+                       window=d.window,
+                       temperature=d.temperature)
 
 
-@functools.partial(jax.jit, static_argnames=('chunk', 'method', 'window', 'temperature'))
+@functools.partial(jax.jit,
+                   static_argnames=('chunk', 'method', 'window', 'temperature', 'refine_window',
+                                    'refine_temperature'))
 def transfer_pairs(flows: jax.Array,
                    masks: jax.Array | None,
                    src: jax.Array,
@@ -116,19 +191,28 @@ def transfer_pairs(flows: jax.Array,
                    *,
                    method: str = 'nearest',
                    window: int | None = None,
-                   temperature: float | None = None) -> jax.Array:
+                   temperature: float | None = None,
+                   grids: jax.Array | None = None,
+                   centers: jax.Array | None = None,
+                   refine_window: float = 0.0,
+                   refine_temperature: float = 0.0) -> jax.Array:
   """`transfer` for E pairs: flows `[N, H, W, 2]`, masks `[N, H, W]` or None, src/trg `[E]`,
-  points `[E, K, 2]` -> `[E, K, 2]`. Pairs go `chunk` at a time to bound memory."""
+  points `[E, K, 2]` -> `[E, K, 2]`; for 'refine', the descriptor `grids [N, h, w, C]` (unit)
+  and their cell `centers [h, w, 2]`. Pairs go `chunk` at a time to bound memory."""
 
   def one(args):
     s, t, p = args
+    found = None
+    if method == 'refine':
+      found = Descriptors(grids[s], grids[t], centers, refine_window, refine_temperature)
     return transfer(flows[s],
                     flows[t],
                     None if masks is None else masks[t],
                     p,
                     method=method,
                     window=window,
-                    temperature=temperature)
+                    temperature=temperature,
+                    descriptors=found)
 
   return jax.lax.map(one, (src, trg, points), batch_size=chunk)
 

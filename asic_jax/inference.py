@@ -3,7 +3,9 @@ statistics, in one batch or two passes. Training (its final evaluation and figur
 `mode=visualize` and the Python API share it.
 
 Frames: images `[N, S, S, 3]` in [-1, 1]; flows `[N, S, S, 2]` (x, y) canonical coordinates
-in [-1, 1] (`asic_jax.ops.sampling`).
+in [-1, 1] (`asic_jax.ops.sampling`), in each photo's own pixels. `flipped [N]` (the
+collection's orientation, `asic_jax.ops.flip`) marks the images the network sees mirrored;
+None: none.
 """
 
 import functools
@@ -17,6 +19,7 @@ import numpy as np
 
 from asic_jax.models import unet
 from asic_jax.models.asic import Asic
+from asic_jax.ops import flip
 
 
 @functools.lru_cache(maxsize=8)
@@ -27,21 +30,29 @@ def _flow_functions(channel_multiplier: float, grid_size: int, dtype: str):
                grid_size=grid_size,
                dtype=jnp.dtype(dtype),
                bn_axis_name=None)
-  one_batch = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])[0])
+  # The network sees each flipped image mirrored; its flow is mirrored back onto the photo.
+  one_batch = jax.jit(lambda v, x, f: flip.mirror(
+      model.apply(v, flip.mirror(x, f), train=True, mutable=['batch_stats'])[0], f))
   # From zero running averages, one training-mode call leaves (1 - momentum) x the chunk's
   # mean and (biased) variance in them.
   weight = 1.0 - unet.BN_MOMENTUM
-  stats_of = jax.jit(lambda v, x: jax.tree.map(
+  stats_of = jax.jit(lambda v, x, f: jax.tree.map(
       lambda s: s / weight,
-      model.apply(v, x, train=True, mutable=['batch_stats'])[1]['batch_stats']))
-  fixed = jax.jit(lambda v, x: model.apply(v, x, train=False))
+      model.apply(v, flip.mirror(x, f), train=True, mutable=['batch_stats'])[1]['batch_stats']))
+  fixed = jax.jit(lambda v, x, f: flip.mirror(model.apply(v, flip.mirror(x, f), train=False), f))
   return one_batch, stats_of, fixed
+
+
+def _flags(flipped, n: int) -> jax.Array:
+  """`[n]` bool orientation flags (all False for None)."""
+  return jnp.zeros(n, bool) if flipped is None else jnp.asarray(flipped, bool)
 
 
 def collection_flows(config: ml_collections.ConfigDict,
                      state: Any,
                      images: np.ndarray,
                      *,
+                     flipped: np.ndarray | None = None,
                      chunk: int | None = None) -> jax.Array:
   """Flows `[N, S, S, 2]` of every image, BatchNorm with the whole collection's statistics.
 
@@ -58,9 +69,9 @@ def collection_flows(config: ml_collections.ConfigDict,
     return one_batch({
         'params': state.params,
         'batch_stats': state.batch_stats
-    }, jnp.asarray(images))
-  stats = statistics(config, state, images, chunk=chunk)
-  return flows_with(config, state, stats, images, chunk=chunk)
+    }, jnp.asarray(images), _flags(flipped, len(images)))
+  stats = statistics(config, state, images, flipped=flipped, chunk=chunk)
+  return flows_with(config, state, stats, images, flipped=flipped, chunk=chunk)
 
 
 def _functions(config: ml_collections.ConfigDict):
@@ -73,14 +84,17 @@ def flows_with(config: ml_collections.ConfigDict,
                batch_stats: Any,
                images: np.ndarray,
                *,
+               flipped: np.ndarray | None = None,
                chunk: int | None = None) -> jax.Array:
   """Flows `[N, S, S, 2]` of `images` with fixed BatchNorm statistics (`statistics` of a
   collection): how photos outside the collection are mapped, `chunk` at a time."""
   _, _, fixed = _functions(config)
   chunk = chunk or config.eval.bn_chunk
   variables = {'params': state.params, 'batch_stats': batch_stats}
+  flags = _flags(flipped, len(images))
   return jnp.concatenate([
-      fixed(variables, jnp.asarray(images[s:s + chunk])) for s in range(0, len(images), chunk)
+      fixed(variables, jnp.asarray(images[s:s + chunk]), flags[s:s + chunk])
+      for s in range(0, len(images), chunk)
   ])
 
 
@@ -88,6 +102,7 @@ def statistics(config: ml_collections.ConfigDict,
                state: Any,
                images: np.ndarray,
                *,
+               flipped: np.ndarray | None = None,
                chunk: int | None = None) -> Any:
   """The BatchNorm statistics of a collection (a batch_stats tree): the mean and biased
   variance of every layer's inputs over all images, in chunks of `chunk` (each chunk
@@ -97,9 +112,10 @@ def statistics(config: ml_collections.ConfigDict,
   n = len(images)
   zeros = {'params': state.params, 'batch_stats': jax.tree.map(jnp.zeros_like, state.batch_stats)}
   sums = None
+  flags = _flags(flipped, n)
   for start in range(0, n, chunk):
     x = jnp.asarray(images[start:start + chunk])
-    stats = stats_of(zeros, x)
+    stats = stats_of(zeros, x, flags[start:start + chunk])
     # Per layer: sum of size * mean and of size * (var + mean^2), so chunks of any size mix.
     moments = {
         name:

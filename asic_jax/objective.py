@@ -16,7 +16,7 @@ import ml_collections
 
 from asic_jax import losses
 from asic_jax.models.asic import Asic
-from asic_jax.ops import augment, sampling, tps
+from asic_jax.ops import augment, flip, sampling, tps
 from asic_jax.parallel import AXIS, device_slice
 
 TERMS = ('kp', 'equi', 'tv', 'recon', 'mask', 'parts')
@@ -72,8 +72,8 @@ class Objective:
     Args:
       params: `{'align': ..., 'grid': ...}`.
       batch_stats: the U-Net's BatchNorm running statistics.
-      data: the collection on the device: images `[N, S, S, 3]`, masks `[N, S, S]`,
-        parts `[N, S, S]`, pairs `[P, 2]`, matches `[P, M, 5]`.
+      data: the collection on the device: images `[N, S, S, 3]`, flipped `[N]` (bool),
+        masks `[N, S, S]`, parts `[N, S, S]`, pairs `[P, 2]`, matches `[P, M, 5]`.
       frozen: the perceptual network's weights (never optimised).
       key: this step's key (the same on every device).
     """
@@ -83,11 +83,17 @@ class Objective:
     images = data['images'][batch['index']]
     masks = data['masks'][batch['index']]
     parts = data['parts'][batch['index']]
+    flipped = data['flipped'][batch['index']]
 
     def forward(x, stats):
+      # A flipped image is seen mirrored and its flow mirrored back: every loss below works
+      # in the photos' own pixels (`asic_jax.ops.flip`).
       variables = {'params': params, 'batch_stats': stats}
-      flow, updates = self.model.apply(variables, x, train=True, mutable=['batch_stats'])
-      return flow, updates['batch_stats']
+      flow, updates = self.model.apply(variables,
+                                       flip.mirror(x, flipped),
+                                       train=True,
+                                       mutable=['batch_stats'])
+      return flip.mirror(flow, flipped), updates['batch_stats']
 
     if loss_cfg.equi:
       one = lambda tree: jax.tree.map(lambda t: t[0], tree)  # the single sample of a draw
@@ -109,7 +115,9 @@ class Objective:
                                  form=form,
                                  temperature=loss_cfg.kp_temperature,
                                  axis_name=AXIS)
-    identity = sampling.identity_grid(*flow.shape[1:3])
+    # TV of the network's own residual: a flipped image's flow starts at the mirrored identity.
+    identity = flip.mirror(
+        jnp.broadcast_to(sampling.identity_grid(*flow.shape[1:3]), flow.shape), flipped)
     terms['tv'] = losses.tv_loss(flow - identity, weight=loss_cfg.tv, axis_name=AXIS)
     terms['parts'] = losses.parts_loss(flow,
                                        parts,

@@ -72,7 +72,10 @@ def device_data(collection, num_parts: int) -> dict[str, np.ndarray]:
   # Without parts every pixel is background (label num_parts): the Parts loss sees nothing.
   parts = collection.parts if collection.parts is not None else np.full(
       collection.images.shape[:3], num_parts, np.int32)
+  flipped = collection.flipped if collection.flipped is not None else np.zeros(
+      len(collection), bool)
   return dict(images=collection.images,
+              flipped=np.asarray(flipped, bool),
               masks=collection.masks_or_ones(),
               parts=parts.astype(np.int32),
               pairs=collection.pairs.astype(np.int32),
@@ -353,7 +356,8 @@ def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWri
   step = int(state.step)
   log.info('Flows of the %d images%s', len(collection),
            ', then the evaluation' if collection.eval_pairs is not None else '')
-  flows = inference.collection_flows(config, state, collection.images)
+  flows = inference.collection_flows(config, state, collection.images,
+                                     flipped=collection.flipped)
   if collection.eval_pairs is not None:
     results = out['eval'] = eval_run.evaluate_state(config,
                                                     state,

@@ -297,7 +297,8 @@ def figures(config: ml_collections.ConfigDict,
     'pseudo_matches' and 'parts_and_masks'.
   """
   if flows is None:
-    flows = inference.collection_flows(config, state, collection.images)
+    flows = inference.collection_flows(config, state, collection.images,
+                                         flipped=collection.flipped)
   flows = jnp.asarray(flows)
   size, n = config.vis.size, len(collection)
   view = _resized(jnp.asarray(collection.images), flows, jnp.asarray(collection.masks_or_ones()),
@@ -451,7 +452,8 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   """
   workdir = pathlib.Path(workdir)
   trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
-  flows = inference.collection_flows(trained, state, collection.images)
+  flows = inference.collection_flows(trained, state, collection.images,
+                                     flipped=collection.flipped)
   found = figures(trained, state, collection, flows)
   edited = None
   if trained.edit.image:

@@ -5,7 +5,9 @@
 One table per dataset and metric (PCK@0.10, PCK@0.05, k-CyPCK@0.10 for each k): a row per
 method and run variant, a column per category and their mean (the unweighted mean over
 the categories present), with the paper's numbers (DESIGN §5, paper Tables 1-3) in rows
-beside ours. The CSV holds one row per evaluated run with every headline number.
+beside ours. Runs that differ only in `seed` share a cell: its mean over the seeds ± their
+sample standard deviation (the mean column: the spread of each seed's category mean). The
+CSV holds one row per evaluated run with every headline number.
 """
 
 import argparse
@@ -79,9 +81,10 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     # them) and settings that do not define a run (mode=baseline, baseline.method, ...).
     variant = sweep.get('variant') or ','.join(
         f'{k}={v}' for k, v in sweep.items()
-        if k not in ('data.category', 'variant') and not k.startswith('loss.') and
+        if k not in ('data.category', 'variant', 'seed') and not k.startswith('loss.') and
         not config_lib.is_eval_setting(k)) or 'default'
     record = dict(dataset=data.get('name', '?'),
+                  seed=config.get('seed', 0),
                   category=str(data.get('category', results.get('collection', '?'))),
                   method=results.get('method', path.stem),
                   preset=results.get('preset', ''),
@@ -107,6 +110,17 @@ def _cell(value) -> str:
   return '–' if value is None else f'{value:.1f}'
 
 
+def _spread_cell(values: list[float]) -> str:
+  """One value, or the mean ± the sample standard deviation of several (seeds)."""
+  if not values:
+    return '–'
+  mean = sum(values) / len(values)
+  if len(values) == 1:
+    return f'{mean:.1f}'
+  std = (sum((v - mean)**2 for v in values) / (len(values) - 1))**0.5
+  return f'{mean:.1f} ± {std:.1f}'
+
+
 def _category_order(dataset: str):
   """SPair's categories in the paper's order; others alphabetically (numbers as numbers)."""
   if dataset == 'spair':
@@ -118,11 +132,11 @@ def _warn_duplicates(records: list[dict]) -> None:
   """Two runs in one table cell would hide one of them: say which."""
   seen = {}
   for r in records:
-    key = (r['dataset'], r['method'], r['preset'], r['variant'], r['category'])
+    key = (r['dataset'], r['method'], r['preset'], r['variant'], r['category'], r['seed'])
     if key in seen:
       print(
           f'warning: {seen[key]} and {r["workdir"]} are the same (dataset, method, preset, '
-          f'variant, category) {key}; the tables show the second, the CSV both',
+          f'variant, category, seed) {key}; the tables show the second, the CSV both',
           file=sys.stderr)
     seen[key] = r['workdir']
 
@@ -145,16 +159,20 @@ def tables(records: list[dict]) -> str:
           '|---|---|---|' + '---|' * (len(categories) + 1)
       ]
       for method, preset, variant in groups:
-        by_category = {
-            r['category']: r.get(metric)
-            for r in rows
-            if (r['method'], r['preset'], r['variant']) == (method, preset, variant)
-        }
-        values = [by_category.get(c) for c in categories]
-        present = [v for v in values if v is not None]
-        mean = sum(present) / len(present) if present else None
-        out.append(f'| {method} | {preset} | {variant} | ' + ' | '.join(map(_cell, values)) +
-                   f' | {_cell(mean)} |')
+        by_seed = {}  # {category: {seed: value}}
+        for r in rows:
+          if (r['method'], r['preset'], r['variant']) == (method, preset,
+                                                          variant) and r.get(metric) is not None:
+            by_seed.setdefault(r['category'], {})[r['seed']] = r[metric]
+        cells = [_spread_cell(list(by_seed.get(c, {}).values())) for c in categories]
+        present = [c for c in categories if c in by_seed]
+        seeds = set.intersection(*(set(by_seed[c]) for c in present)) if present else set()
+        # Each seed's mean over the categories, where every category has that seed.
+        means = [sum(by_seed[c][s] for c in present) / len(present) for s in sorted(seeds)]
+        if not means and present:
+          means = [sum(sum(v.values()) / len(v) for v in by_seed.values()) / len(by_seed)]
+        out.append(f'| {method} | {preset} | {variant} | ' + ' | '.join(cells) +
+                   f' | {_spread_cell(means)} |')
       for method in ('asic', 'dino_nn'):
         paper = PAPER.get((dataset, method, metric))
         if paper:
@@ -170,14 +188,15 @@ def tables(records: list[dict]) -> str:
           out.append(f'| paper: asic | paper | {variant} | ' + ' | '.join('–' * len(categories)) +
                      f' | {value} |')
       out.append('')
-  out.append('Means are unweighted over the categories present. Paper rows: Tables 1-3 of '
-             'Gupta et al. (ICCV 2023); PCK protocols per DESIGN §5.')
+  out.append('Means are unweighted over the categories present; a ± is the sample standard '
+             'deviation over seeds (the mean column: of each seed\'s category mean). Paper rows: '
+             'Tables 1-3 of Gupta et al. (ICCV 2023); PCK protocols per DESIGN §5.')
   return '\n'.join(out) + '\n'
 
 
 def write_csv(records: list[dict], path: pathlib.Path) -> None:
   keys = sorted({k for r in records for k in r},
-                key=lambda k: (k not in ('dataset', 'category', 'method', 'preset', 'variant'), k))
+                key=lambda k: (k not in ('dataset', 'category', 'method', 'preset', 'variant', 'seed'), k))
   with path.open('w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=keys)
     writer.writeheader()

@@ -35,7 +35,8 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as workdir:
     train.train_and_evaluate(c, workdir)
     config, collection, state, _ = restore.restore_run(None, workdir)
-    flows = inference.collection_flows(config, state, collection.images)
+    flows = inference.collection_flows(config, state, collection.images,
+                                       flipped=collection.flipped)
     settings = [('nearest', 0, 1.0)] + [('soft', w, t) for w in (1, 2, 3)
                                         for t in (0.25, 0.5, 1.0, 2.0, 4.0)]
     for method, window, temperature in settings:

@@ -150,3 +150,15 @@ def test_vgg_baselines_on_real_photos_beat_the_identity_map(data_dir, tmp_path, 
   results = baseline.baseline_run(config, tmp_path)
   assert results['method'] == f'vgg16_{method}' and results['num_pairs'] == 90
   assert results['pck']['0.10'] > 0.40, results['pck']
+
+
+def test_oriented_descriptors_describe_flipped_photos_as_their_mirror_images():
+  """With `features.orient`, a flipped photo is described as its mirror image, put back on the
+  photo's grid, as ASIC's extraction does; the others as they are."""
+  images = np.random.default_rng(0).normal(size=(3, 4, 6, 2)).astype(np.float32)
+  describe = lambda x: np.cumsum(np.asarray(x), axis=2)  # not mirror-symmetric
+  flipped = np.asarray([False, True, False])
+  found = baseline._oriented(describe, images, flipped)
+  np.testing.assert_allclose(found[[0, 2]], describe(images)[[0, 2]])
+  np.testing.assert_allclose(found[1], describe(images[1:2, :, ::-1])[0][:, ::-1], rtol=1e-6)
+  np.testing.assert_allclose(baseline._oriented(describe, images, None), describe(images))

@@ -211,3 +211,58 @@ def test_soft_transfer_is_a_window_soft_argmax():
   np.testing.assert_array_equal(evaluate.transfer(src, flow, None, point), [[2, 2]])
   soft = evaluate.transfer(src, flow, None, point, method='soft', window=1, temperature=t)
   np.testing.assert_allclose(soft, [[np.sum(w * xs) / w.sum(), 2.0]], atol=1e-5)
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_refine_takes_the_best_cell_within_its_window():
+  centers = np.asarray([[0.0, 0.0], [4.0, 0.0], [8.0, 0.0], [20.0, 0.0]], np.float32)
+  target = _unit(np.asarray([[1, 0, 0], [0.8, 0.6, 0], [0, 1, 0], [0, 0.9, 0.1]], np.float32))
+  source = _unit(np.asarray([[0, 1, 0], [0, 1, 0], [1, 0, 0]], np.float32))
+  coarse = np.asarray([[5.0, 0.0], [30.0, 0.0], [7.0, 1.0]], np.float32)
+  hard = np.asarray(
+      evaluate.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.0))
+  # Point 0: cells 4 and 8 are within 4 px of x = 5; cell 8 is the most similar (cell 20
+  # would be as good but is out of the window). Point 1: no cell within 4 px of x = 30: it
+  # stays. Point 2: cells 4 and 8; the first is more similar.
+  np.testing.assert_array_equal(hard, [[8, 0], [30, 0], [4, 0]])
+  allowed = np.asarray([True, True, False, True])
+  np.testing.assert_array_equal(
+      np.asarray(
+          evaluate.refine_pixels(coarse, source, target, centers, allowed, window=4.0,
+                                 temperature=0.0))[0], [4, 0])
+  soft = np.asarray(
+      evaluate.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.5))
+  sims = source[0] @ target[1:3].T
+  weights = np.exp(sims / 0.5) / np.exp(sims / 0.5).sum()
+  np.testing.assert_allclose(soft[0], weights @ centers[1:3], rtol=1e-5)
+
+
+def test_descriptors_at_reads_the_grid_bilinearly():
+  rng = np.random.default_rng(0)
+  grid = rng.normal(size=(3, 4, 5)).astype(np.float32)
+  centers = np.stack(np.meshgrid(4 * np.arange(4) + 1.5, 4 * np.arange(3) + 1.5, indexing='xy'),
+                     -1).astype(np.float32)
+  at = np.asarray(evaluate.descriptors_at(grid, centers, np.asarray([[5.5, 1.5], [7.5, 9.5]])))
+  np.testing.assert_allclose(at[0], _unit(grid[0, 1]), rtol=1e-5)
+  np.testing.assert_allclose(at[1], _unit((grid[2, 1] + grid[2, 2]) / 2), rtol=1e-5)
+
+
+def test_refine_with_exact_descriptors_corrects_a_coarse_transfer():
+  """Descriptors that name each cell: a transfer through a shifted canonical map lands one
+  pixel off; refined within 2 px, it lands on the source point's own cell."""
+  size = 16
+  flow = np.asarray(sampling.identity_grid(size, size))
+  shifted = np.asarray(sampling.identity_grid(size, size)) + np.asarray([2.0 / (size - 1), 0.0])
+  centers = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing='xy'),
+                     -1).astype(np.float32)
+  grid = np.eye(size * size, dtype=np.float32).reshape(size, size, -1)
+  points = np.asarray([[3.0, 4.0], [10.0, 12.0]], np.float32)
+  coarse = np.asarray(evaluate.transfer(flow, shifted, None, points))
+  np.testing.assert_array_equal(coarse, points - [1, 0])
+  found = evaluate.Descriptors(grid, grid, centers, 2.0, 0.0)
+  refined = np.asarray(evaluate.transfer(flow, shifted, None, points, method='refine',
+                                         descriptors=found))
+  np.testing.assert_array_equal(refined, points)

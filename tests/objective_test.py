@@ -19,6 +19,13 @@ def _setup(**overrides):
   return config, collection
 
 
+def _live_head(params, scale: float):
+  """`params` with a random flow head (it starts at zero: the flow would be the identity)."""
+  head = jax.tree.map(lambda x: scale * jax.random.normal(jax.random.key(1), x.shape),
+                      params['align']['head'])
+  return dict(params, align=dict(params['align'], head=head))
+
+
 def test_gradient_routing_of_every_term():
   """KP, Equi, TV and Parts never reach the grid; Recon and Mask do; all reach the U-Net.
 
@@ -36,12 +43,7 @@ def test_gradient_routing_of_every_term():
                              perceptual=l1)
   state = state_lib.init_state(config, optim.make_optimizer(config), collection.size)
   # A live head (it starts at zero), so every U-Net layer gets a gradient.
-  head = state.params['align']['head']
-  params = dict(state.params,
-                align=dict(state.params['align'],
-                           head=jax.tree.map(
-                               lambda x: 0.01 * jax.random.normal(jax.random.key(1), x.shape),
-                               head)))
+  params = _live_head(state.params, 0.01)
 
   def jacobian(params, batch_stats, data):
     terms = lambda p: loss(p, batch_stats, data, {}, jax.random.key(3))[1][0]
@@ -111,3 +113,41 @@ def test_global_batch_is_sliced_per_device():
     else:
       row = collection.pairs.tolist().index([b, a])
       np.testing.assert_array_equal(matches1[i], collection.matches[row][:, [2, 3, 0, 1, 4]])
+
+
+def test_mirrored_photos_marked_flipped_give_the_same_loss():
+  """Photos stored mirrored, with their matches, masks and parts mirrored and marked
+  flipped, are what the network saw before: KP, TV, Parts and Mask are unchanged (Equi's
+  random warps and LPIPS are not mirror-symmetric, so they are off here)."""
+  weights = dict(kp=1.0, equi=0.0, tv=100.0, recon=0.0, mask=1.0, parts=1.0)
+  config, collection = _setup(**{f'loss.{k}': v for k, v in weights.items()})
+  size = collection.size
+  loss = objective.Objective(model=state_lib.make_model(config), config=config, num_devices=1)
+  state = state_lib.init_state(config, optim.make_optimizer(config), size)
+  params = _live_head(state.params, 0.05)
+  dp = parallel.DataParallel('shard_map', jax.devices()[:1])
+  terms = dp.wrap(lambda p, b, d: loss(p, b, d, {}, jax.random.key(3))[1][0])
+
+  def run(data):
+    return jax.device_get(terms(*dp.replicate((params, state.batch_stats, data))))
+
+  data = train.device_data(collection, config.parts.num_parts)
+  flipped = np.arange(len(collection)) % 2 == 1
+  matches = data['matches'].copy()
+  real = matches[..., 4] > 0
+  for side, column in ((0, 0), (1, 2)):
+    moved = flipped[data['pairs'][:, side]][:, None] & real
+    matches[..., column] = np.where(moved, size - 1 - matches[..., column], matches[..., column])
+  mirror = lambda x: np.where(flipped.reshape((-1,) + (1,) * (x.ndim - 1)), x[:, :, ::-1], x)
+  stored = dict(data,
+                images=mirror(data['images']),
+                masks=mirror(data['masks']),
+                parts=mirror(data['parts']),
+                matches=matches,
+                flipped=flipped)
+  before, after = run(data), run(stored)
+  for name in ('kp', 'tv', 'parts', 'mask'):
+    np.testing.assert_allclose(after[name], before[name], rtol=2e-5, atol=1e-7, err_msg=name)
+  assert before['kp'] > 0 and before['tv'] > 0
+  # Not marked flipped, the stored photos give another loss: the check has teeth.
+  assert abs(run(dict(stored, flipped=np.zeros_like(flipped)))['kp'] - before['kp']) > 1e-3

@@ -5,6 +5,7 @@ import csv
 import json
 import pathlib
 
+import numpy as np
 import pytest
 
 from asic_jax.errors import UserError
@@ -18,12 +19,26 @@ from launch import aggregate, sweep
                                         ('configs/cub.py:presets', 6), ('configs/pfwillow.py', 4),
                                         ('configs/pfwillow.py:ablation', 24),
                                         ('configs/pfwillow.py:presets,released', 8),
+                                        ('configs/pfwillow.py:cpu,baselines,seeds', 4 * 5),
                                         ('configs/tiny.py', 2)])
 def test_dry_run_lists_distinct_runs(spec, count, tmp_path, capsys):
   plan = sweep.main([f'--config={spec}', f'--root={tmp_path}', '--dry_run'])
   assert len(plan) == count and len({p['workdir'] for p in plan}) == count
   assert capsys.readouterr().out.startswith(f'{count} runs under')
   assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_seeds_train_three_runs_and_the_baselines_once(tmp_path):
+  plan = sweep.main(
+      ['--config=configs/pfwillow.py:cpu,baselines,seeds,recommended', f'--root={tmp_path}',
+       '--dry_run'])
+  duck = [p for p in plan if p['config'].data.category == 'duck']
+  trained = [p for p in duck if p['config'].mode == 'train']
+  assert sorted(p['config'].seed for p in trained) == [0, 1, 2]
+  baselines = [p for p in duck if p['config'].mode == 'baseline']
+  assert sorted(p['config'].baseline.method for p in baselines) == ['mls', 'nn']
+  assert all(p['config'].seed == 0 for p in baselines)
+  assert all(p['config'].features.orient and p['config'].eval.transfer == 'refine' for p in duck)
 
 
 def test_ablation_and_presets_configure_each_run(tmp_path):
@@ -62,13 +77,16 @@ def test_tiny_sweep_runs_and_aggregates_into_its_numbers(tmp_path):
   table = (tmp_path / 'summary.md').read_text()
   with (tmp_path / 'summary.csv').open() as f:
     rows = {row['workdir']: row for row in csv.DictReader(f)}
+  values = []
   for p in plan:
     results = json.loads((pathlib.Path(p['workdir']) / 'eval' / 'results.json').read_text())
     row = rows[p['workdir']]
     assert float(row['pck@0.10']) == pytest.approx(100 * results['pck']['0.10'])
     assert float(row['4-cypck@0.10']) == pytest.approx(100 * results['k_cycle']['4']['pck']['0.10'])
-    assert f'{100 * results["pck"]["0.10"]:.1f}' in table
-    assert row['variant'] == f"seed={p['overrides']['seed']}"
+    assert row['variant'] == 'default' and int(row['seed']) == p['overrides']['seed']
+    values.append(100 * results['pck']['0.10'])
+  # Runs that differ only in their seed share a cell: the mean and the sample deviation.
+  assert f'{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}' in table
   # A finished run is skipped when the sweep is started again: nothing is rewritten.
   logs = [pathlib.Path(p['workdir']) / 'metrics.jsonl' for p in plan]
   before = [(log.read_text(), log.stat().st_mtime_ns) for log in logs]

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 # Bump when the layout or meaning of an entry changes: old entries then miss.
 # 2: training pairs never join two identical images (`pairs.training_pairs`).
 # 3: no part maps without a foreground (`features.masks='none'`).
-FORMAT = 3
+# 4: the orientation (`flipped`) of every image (`features.orient`).
+FORMAT = 4
 _KEY_FIELD = '__cache_key__'
 
 

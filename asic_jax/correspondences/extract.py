@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from asic_jax.correspondences import cache as cache_lib
-from asic_jax.correspondences import matching, segmentation
+from asic_jax.correspondences import matching, orientation, segmentation
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import pairs as pairs_lib
 from asic_jax.errors import UserError
@@ -41,7 +41,7 @@ from asic_jax.ops import sampling
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ('pairs', 'matches', 'masks', 'parts')
+_FIELDS = ('pairs', 'matches', 'masks', 'parts', 'flipped')
 BACKBONES = ('dino', 'vgg16')
 MASKS = ('coseg', 'none')  # features.masks, when the collection brings none
 _WEIGHT_FILES = ('model.safetensors', 'flax_model.msgpack', 'pytorch_model.bin', 'config.json')
@@ -107,6 +107,8 @@ def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
               votes_percentage=f.votes_percentage,
               num_parts=config.parts.num_parts,
               max_matches=f.max_matches,
+              orient=bool(f.orient),
+              orient_min_t=float(f.orient_min_t) if f.orient else None,
               seed=config.seed,
               max_per_image=config.pairs.max_per_image,
               random_per_image=config.pairs.random_per_image,
@@ -236,8 +238,12 @@ def _masks_and_parts(collection, descriptors: Descriptors, config):
     # No foreground, so no object parts (paper §3.3: parts co-segment the object): parts of
     # whole images are mostly background regions, whose compaction in canonical space only
     # contracts the map (measured: PF-WILLOW duck PCK@0.10 0.06 with them, 0.45 without).
-    # Every pixel is background to the Parts term, which then has nothing to act on.
-    log.info('features.masks=none: no foreground, so no part maps (the Parts term is idle)')
+    # Every pixel is labelled background: the paper's Eq. 5 sums over foreground parts only,
+    # so its term is idle; the `released` form, as the released code, also pulls the
+    # background label's pixels (here every pixel of the photo) toward their mean canonical
+    # point, so it stays active (README, "The model and its two presets").
+    log.info('features.masks=none: no foreground, so no part maps (the paper-form Parts term '
+             'is idle; the released form pulls every pixel toward the batch mean)')
     # The whole photo (its square's edge padding is no part of it): matches, reconstruction
     # and transfers stay on the photo.
     masks = collection.photo_areas()
@@ -304,11 +310,106 @@ def _drop_empty_pairs(name: str, names, pairs: np.ndarray, matches: np.ndarray):
   return pairs[keep], matches[keep][:, :max(int(counts.max()), 1)]
 
 
+def mirrored_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
+  """The descriptors of the mirror images of `images`, put back on the photos' grid
+  (`orientation.mirror_grid`): cell (i, j) describes the photo's cell (i, j) as the mirrored
+  photo shows it."""
+  found = extract_descriptors(np.ascontiguousarray(images[:, :, ::-1]), config)
+  return Descriptors(orientation.mirror_grid(found.match), orientation.mirror_grid(found.seg),
+                     None if found.saliency is None else orientation.mirror_grid(found.saliency),
+                     found.centers, found.global_)
+
+
+def orient(collection: collection_lib.Collection, descriptors: Descriptors, pairs: np.ndarray,
+           config: ml_collections.ConfigDict) -> tuple[np.ndarray, Descriptors]:
+  """`features.orient`: which images to show the network mirrored (`orientation.decide` over
+  the listed pairs, on the collection's masks or else its photos), and the oriented
+  collection's descriptors (each flipped image's from its mirror image)."""
+  mirrored = mirrored_descriptors(collection.images, config)
+  areas = collection.masks if collection.masks is not None else collection.photo_areas()
+  foreground = patch_foreground(areas, descriptors.centers) >= 0.5
+  decision = orientation.decide(descriptors.match,
+                                mirrored.match,
+                                foreground,
+                                pairs,
+                                min_t=config.features.orient_min_t)
+  flipped = decision.flipped
+  shown = ', '.join(np.asarray(collection.names)[flipped][:10])
+  log.info('Orientation: %d of %d images flipped%s', int(flipped.sum()), len(flipped),
+           f' ({shown}{" ..." if flipped.sum() > 10 else ""})' if flipped.any() else '')
+  pick = lambda a, b: None if a is None else orientation.pick(a, b, flipped)
+  oriented = Descriptors(pick(descriptors.match, mirrored.match),
+                         pick(descriptors.seg, mirrored.seg),
+                         pick(descriptors.saliency, mirrored.saliency), descriptors.centers,
+                         pick(descriptors.global_, mirrored.global_))
+  return flipped, oriented
+
+
+def oriented_descriptors(images: np.ndarray, flipped: np.ndarray | None,
+                         config: ml_collections.ConfigDict) -> Descriptors:
+  """The descriptors a collection was matched with: of each photo, or (where `flipped`) of
+  its mirror image on the photo's grid."""
+  found = extract_descriptors(images, config)
+  if flipped is None or not np.any(flipped):
+    return found
+  flipped = np.asarray(flipped, bool)
+  mirrored = mirrored_descriptors(images[flipped], config)
+  out = {}
+  for field in ('match', 'seg', 'saliency', 'global_'):
+    value = getattr(found, field)
+    if value is not None:
+      value = np.array(value, copy=True)
+      value[flipped] = getattr(mirrored, field)
+    out[field] = value
+  return Descriptors(centers=found.centers, **out)
+
+
+def match_descriptors(collection: collection_lib.Collection,
+                      config: ml_collections.ConfigDict,
+                      cache: cache_lib.Cache | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """The matching layer's descriptors the collection was matched with (oriented as it was),
+  `[N, h, w, C]` float16, and their cell centres `[h, w, 2]` (S frame): what
+  `eval.transfer='refine'` reads. Cached beside the correspondences."""
+  cache = cache or cache_lib.Cache(config.features.cache_dir or None)
+  flipped = np.zeros(len(collection), bool) if collection.flipped is None else collection.flipped
+  key = cache_lib.make_key(extraction_settings(config),
+                           cache_lib.digest_arrays(collection.images),
+                           cache_lib.digest_arrays([np.asarray(flipped, bool)]))
+  entry = cache.load('descriptors', key, ('match', 'centers'))
+  if entry is None:
+    found = oriented_descriptors(collection.images, collection.flipped, config)
+    entry = dict(match=np.asarray(found.match, np.float16),
+                 centers=np.asarray(found.centers, np.float32))
+    cache.save('descriptors', key, entry)
+  return entry['match'], entry['centers']
+
+
+def orient_new(collection: collection_lib.Collection, squares: np.ndarray, masks: np.ndarray,
+               config: ml_collections.ConfigDict) -> np.ndarray:
+  """`[M]` bool: which new photos (`squares [M, S, S, 3]`, `masks [M, S, S]`) the network of
+  a run trained with `features.orient` sees mirrored (`orientation.decide_new` against the
+  collection as it was oriented)."""
+  reference = extract_descriptors(collection.images, config)
+  new = extract_descriptors(squares, config)
+  mirrored = mirrored_descriptors(squares, config)
+  centers = reference.centers
+  return orientation.decide_new(new.match,
+                                mirrored.match,
+                                patch_foreground(masks, centers) >= 0.5,
+                                reference.match,
+                                patch_foreground(collection.masks_or_ones(), centers) >= 0.5,
+                                collection.flipped,
+                                min_t=config.features.orient_min_t)
+
+
 def add_correspondences(collection: collection_lib.Collection,
                         config: ml_collections.ConfigDict,
                         cache: cache_lib.Cache | None = None) -> collection_lib.Collection:
   """The collection with pairs, matches, masks and parts (from the cache when possible)."""
   f = config.features
+  if f.orient and f.import_released:
+    raise UserError('config.features.orient: the imported released pseudo-matches '
+                    '(features.import_released) were made without orientation; set one of them')
   if f.backbone != 'dino' and f.masks == 'coseg' and collection.masks is None:
     raise UserError(f"config.features.masks='coseg' needs DINO's CLS saliency, which "
                     f"backbone {f.backbone!r} has not: set --config.features.masks=none (whole "
@@ -332,6 +433,9 @@ def add_correspondences(collection: collection_lib.Collection,
                                      random_per_image=config.pairs.random_per_image,
                                      seed=config.seed,
                                      names=collection.names)
+    flipped = np.zeros(len(collection), bool)
+    if f.orient:
+      flipped, descriptors = orient(collection, descriptors, pairs, config)
     masks, parts, foreground = _masks_and_parts(collection, descriptors, config)
     if config.features.import_released:
       matches = import_released_matches(config.features.import_released, collection.names, pairs,
@@ -345,7 +449,7 @@ def add_correspondences(collection: collection_lib.Collection,
           max_matches=config.features.max_matches or None,
           progress=lambda xs: tqdm(xs, desc='mutual NN', unit='pair', disable=None))
       matches = found.matches
-    entry = dict(pairs=pairs, matches=matches, masks=masks, parts=parts)
+    entry = dict(pairs=pairs, matches=matches, masks=masks, parts=parts, flipped=flipped)
     path = cache.save('correspondences', key, entry)
     log.info('Cached %s', path)
   pairs, matches = _drop_empty_pairs(collection.name, collection.names, entry['pairs'],
@@ -358,4 +462,5 @@ def add_correspondences(collection: collection_lib.Collection,
                             masks=entry['masks'].astype(np.float32),
                             parts=entry['parts'].astype(np.int32),
                             num_parts=config.parts.num_parts,
-                            masks_from=masks_from)
+                            masks_from=masks_from,
+                            flipped=entry['flipped'].astype(bool) if f.orient else None)

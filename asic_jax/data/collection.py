@@ -61,6 +61,9 @@ class Collection:
       scale, original size), or None (synthetic images are square from the start).
     masks_from: where `masks` came from: 'dataset' (the loader's), 'coseg' (co-segmentation),
       'photo' (no foreground: each whole photo), or '' (no masks yet).
+    flipped: `[N]` bool, the images the alignment network sees mirrored (orientation-aware
+      alignment, `features.orient`; `asic_jax.ops.flip`), or None (none). Everything else here
+      stays in each photo's own pixels.
   """
   name: str
   images: np.ndarray
@@ -79,6 +82,7 @@ class Collection:
   bboxes: Optional[np.ndarray] = None
   frames: Optional[tuple] = None
   masks_from: str = ''
+  flipped: Optional[np.ndarray] = None
 
   def __post_init__(self):
     n = len(self.images)
@@ -108,6 +112,8 @@ class Collection:
                          f'pairs, got {self.matches.shape}')
       if np.any(self.pairs[:, 0] == self.pairs[:, 1]):
         raise ValueError(f'{self.name}: a pair joins an image with itself')
+    if self.flipped is not None and np.shape(self.flipped) != (n,):
+      raise ValueError(f'{self.name}: flipped must be [{n}], got {np.shape(self.flipped)}')
     if (self.keypoints is None) != (self.visibility is None):
       raise ValueError(f'{self.name}: keypoints and visibility come together')
 
