@@ -1,5 +1,5 @@
 """The paper's baselines under ASIC's own protocol (`mode=baseline`): NN and NBB-style MLS,
-over either backbone.
+over any backbone.
 
 * `nn` (DINO+NN, VGG+NN): each source keypoint takes the descriptor of its patch; its
   prediction is the centre of the target patch most cosine-similar to it.
@@ -8,10 +8,10 @@ over either backbone.
   points, and the affine moving-least-squares deformation they define (Schaefer et al.,
   *Image deformation using moving least squares*, SIGGRAPH 2006, §2.1) carries each keypoint.
 
-Descriptors come from `features.backbone`: DINO with the `baseline.preset` settings (`dvd`:
-the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned, stride 4, 224 px;
-`asic`: ASIC's own pseudo-match descriptors), or VGG-16's `features.vgg.match_layer` on its
-`features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very
+Descriptors come from `features.backbone`: DINO (or DINOv2) with the `baseline.preset`
+settings (`dvd`: the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned,
+stride 4, 224 px; `asic`: ASIC's own pseudo-match descriptors), or VGG-16's
+`features.vgg.match_layer` on its `features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very
 protocol ASIC is scored with, into `eval/baseline_<backbone>_<method>.json` and `.md`.
 
 Frames: points are (x, y) pixels of the collection's S frame; descriptors live at `size` px,
@@ -177,7 +177,7 @@ def _dino_descriptors(config, collection):
                        bin_hierarchy=settings['bin_hierarchy'],
                        query_chunk=config.features.query_chunk)
     found.append(np.asarray(out.descriptors, np.float32))
-  settings.update(preset=b.preset, model=config.features.model)
+  settings.update(preset=b.preset, model=extract.vit_model(config))
   return np.concatenate(found), np.asarray(out.centers), size, settings
 
 
@@ -234,7 +234,7 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
   if method == 'mls':
     settings['mls_alpha'] = config.baseline.mls_alpha
   results.update(method=name, baseline=settings)
-  label = f'{"DINO" if backbone == "dino" else "VGG-16"}+{method.upper()}'
+  label = f'{extract.VITS.get(backbone, "VGG-16")}+{method.upper()}'
   path = eval_run.write(workdir, f'baseline_{name}', results, label)
   log.info('%s; %s', eval_run.headline(results, label), path)
   return results
