@@ -238,3 +238,21 @@ def test_mapped_photos_of_other_shapes_transfer_as_the_api(run, tmp_path, chromi
       if name != mapped.names[source]:
         assert _same_or_tied(mapped, data, source, point, mapped.index(name),
                              [got[0]['x'], got[0]['y']]), (source, name)
+
+
+def test_a_run_with_soft_transfers_shows_soft_transfers(run, tmp_path, chromium):
+  """`eval.transfer=soft`: the page's window soft-argmax is `evaluate.soft_pixels`'."""
+  config = run.config.copy_and_resolve_references()
+  config.eval.transfer, config.eval.soft_window, config.eval.soft_temperature = 'soft', 2, 1.5
+  soft = asic_jax.api.Alignment(config, run.collection, run._state, run.step, run._flows)  # pylint: disable=protected-access
+  path = explore.write_explorer(soft, tmp_path / 'explore.html')
+  page = _open(chromium, path)
+  point = _data(path)['images'][1]['keypoints'][4]
+  page.click(*_screen(page, 1, *point))
+  assert page.evaluate('explorer.source.points[0].keypoint') == 4
+  want = soft.transfer([point], 1, 'all')
+  got = {name: [m[0]['x'], m[0]['y']] for name, m in _markers(page).items() if m}
+  assert sorted(got) == sorted(want)
+  assert any(np.abs(np.asarray(v) - np.rint(v)).max() > 0.01 for v in got.values())  # sub-pixel
+  for name, xy in got.items():
+    np.testing.assert_allclose(xy, want[name][0], atol=2e-3)  # 16-bit maps, float32 there
