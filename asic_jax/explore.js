@@ -417,12 +417,14 @@ window.explorer = explorer;
     drawCanonical(null);
     writeHash();
   });
-  document.getElementById('all-keypoints').addEventListener('click', () => {
-    const n = explorer.source ? explorer.source.index : 0;
+  function carryAll(n) {  // every visible keypoint of photo n, carried at once
     const points = (DATA.images[n].keypoints || [])
                        .map((p, k) => (p ? {x: p[0], y: p[1], keypoint: k} : null))
                        .filter((p) => p && inside(n, p.x, p.y));
     if (points.length) select(n, points);
+  }
+  document.getElementById('all-keypoints').addEventListener('click', () => {
+    carryAll(explorer.source ? explorer.source.index : 0);
   });
 
   function writeHash() {
@@ -455,8 +457,7 @@ window.explorer = explorer;
     const n = DATA.images.findIndex((im) => im.name === state.get('src'));
     if (n < 0) return;
     if (state.get('all') === '1') {
-      explorer.source = {index: n, points: []};
-      document.getElementById('all-keypoints').click();
+      carryAll(n);
     } else if (state.has('x') && state.has('y')) {
       const x = +state.get('x'), y = +state.get('y');
       if (inside(n, x, y)) select(n, [{x, y, keypoint: snappedExactly(n, x, y)}]);

@@ -25,7 +25,8 @@ masks are 8 bits, plus one bit per pixel (mask >= 0.1) for the transfer. The bro
 them with its own `DecompressionStream`. Photos are JPEGs at the resolution the run holds them
 (their square's), never larger than the original. The quantisation moves a transfer only where
 two target pixels are all but equally near the canonical point (a fold of the map): on the
-PF-WILLOW duck run (128 px, 10 photos) 99.9 % of 4,000 random clicks land on the API's pixel.
+PF-WILLOW duck run (128 px, 10 photos) 99.8 % of 3,600 random transfers and all 900 keypoint
+transfers land on the API's pixel (`scripts/measure_explorer.py`).
 
 Frames (as `asic_jax.api`): points are (x, y) in each original photo's pixels, corner-aligned
 pixel centres; a photo's pixel p lands at (p + (left, top) + 0.5) scale - 0.5 in its square.
@@ -212,20 +213,20 @@ _CONTROLS = """<div id="controls">
 <button id="all-keypoints" disabled>carry every keypoint of the clicked photo</button>
 <button id="clear">clear</button>
 <label>size <input type="range" id="photo-size" min="96" max="512" step="16" value="224"></label>
-<canvas id="canonical" width="160" height="160" title="canonical space: the square [-1, 1]² outlined, hovered and clicked points marked"></canvas>
+<canvas id="canonical" width="128" height="128" title="canonical space: the square [-1, 1]² outlined, hovered and clicked points marked"></canvas>
 <div id="status">Loading…</div>
 </div>"""
 
 _STYLE = """
 body { font-family: sans-serif; margin: 0; color: #222; }
 header { position: sticky; top: 0; background: #fff; border-bottom: 1px solid #ccc;
-  padding: 0.3em 1em; z-index: 2; }
+  padding: 0.3em 1em; z-index: 2; min-height: 140px; box-sizing: border-box; }
 h1 { font-size: 1.2em; margin: 0.2em 0; }
 .help { font-size: 0.85em; margin: 0.2em 0; color: #444; max-width: 60em; }
 #controls { display: flex; flex-wrap: wrap; gap: 0.4em 1.2em; align-items: center;
-  font-size: 0.9em; padding-right: 180px; min-height: 60px; }
+  font-size: 0.9em; padding-right: 150px; }
 #canonical { position: absolute; right: 1em; top: 0.5em; border: 1px solid #999;
-  width: 160px; height: 160px; background: #fff; }
+  width: 128px; height: 128px; background: #fff; }
 #status, #hover { flex-basis: 100%; font-family: monospace; font-size: 0.85em;
   overflow: hidden; }
 #status { height: 2.6em; }  /* fixed: a longer line must not move the photos under the mouse */

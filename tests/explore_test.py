@@ -41,8 +41,8 @@ def _data(path) -> dict:
   return json.loads(found.group(1).replace('<\\/', '</'))
 
 
-def _open(chromium, path):
-  page = chromium.open(path.as_uri())
+def _open(chromium, path, fragment: str = ''):
+  page = chromium.open(path.as_uri() + (f'#{fragment}' if fragment else ''))
   assert page.wait_for('document.body.dataset.ready') == '1', page.evaluate(
       'document.getElementById("status").textContent')
   return page
@@ -156,6 +156,10 @@ def test_clicking_a_keypoint_puts_markers_where_the_api_transfers_it(run, tiny_r
       page.evaluate(f'document.querySelector(\'.card[data-index="{source}"]\')'
                     '.scrollIntoView({block: "center"})')
   assert total == 6 * 8 * 5 and exact == total  # every one the API's own pixel, here
+  # Every keypoint of a photo at once, from the address: each target marks all 8.
+  page = _open(chromium, path, 'src=synthetic_002&all=1')
+  assert [p['keypoint'] for p in page.evaluate('explorer.source.points')] == list(range(8))
+  assert {len(m) for name, m in _markers(page).items() if name != 'synthetic_002'} == {8}
 
 
 def test_a_click_anywhere_and_the_hovered_canonical_point(run, tiny_run, chromium):
