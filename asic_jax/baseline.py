@@ -162,9 +162,9 @@ def _dino_descriptors(config, collection):
   settings.update({k: b[k] for k in settings if b.get(k) not in (None, -1, '')})
   size = settings['img_size'] or collection.size
   arch, params = extract.load_model(config)
-  if (size - arch.patch_size) % settings['stride']:
-    raise UserError(f'baseline: image size {size} minus the patch size {arch.patch_size} '
-                    f"must divide by the stride {settings['stride']}")
+  if arch.patch_size % settings['stride'] or (size - arch.patch_size) % settings['stride']:
+    raise UserError(f"baseline: the stride {settings['stride']} must divide the patch size "
+                    f'{arch.patch_size} and the image size {size} minus it')
   images = jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(collection.images))
   found = []
   for start in range(0, len(images), config.features.batch_size):

@@ -66,6 +66,15 @@ class Page:
       time.sleep(0.05)
     raise BrowserError(f'timed out waiting for {expression}')
 
+  def requests(self) -> list[str]:
+    """The URL of every request this page has made so far (`Network.requestWillBeSent`)."""
+    return [
+        event['params']['request']['url']
+        for event in self.browser.events
+        if event.get('sessionId') == self.session
+        and event.get('method') == 'Network.requestWillBeSent'
+    ]
+
   def mouse(self, kind: str, x: float, y: float, **extra) -> None:
     self.send('Input.dispatchMouseEvent', type=kind, x=x, y=y, **extra)
 
@@ -179,6 +188,7 @@ class Chromium:
     page = Page(self, session)
     page.send('Page.enable')
     page.send('Runtime.enable')
+    page.send('Network.enable')  # so that `requests` sees every request the page makes
     page.send('Emulation.setDeviceMetricsOverride',
               width=self.width,
               height=self.height,

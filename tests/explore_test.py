@@ -194,6 +194,10 @@ def test_a_click_anywhere_and_the_hovered_canonical_point(run, tiny_run, chromiu
 
 def test_colour_and_mask_overlays_are_the_runs(run, tiny_run, chromium):
   page = _open(chromium, tiny_run / 'report' / 'explore.html')
+  page.click(*_screen(page, 4, 5.0, 6.0))
+  requested = page.requests()  # the page itself and its embedded photos, nothing else
+  assert requested[0] == (tiny_run / 'report' / 'explore.html').as_uri()
+  assert len(requested) > 1 and all(url.startswith('data:image/jpeg') for url in requested[1:])
   display = 'getComputedStyle(document.querySelector(\'.card[data-index="{}"] .{}\')).display'
   assert page.evaluate(display.format(0, 'colour')) == 'none'
   page.evaluate('document.getElementById("show-colours").click()')
