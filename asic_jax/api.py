@@ -394,8 +394,8 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
 
   Writes `WORKDIR/map/<folder name>/`: `canonical.npz` (`canonical_<name>` `[H, W, 2]` and
   `mask_<name>` `[H, W]` of every new photo, at its own size), `colour_maps/<name>.png`,
-  `explore.html` (the explorer of the collection and the new photos together, linked from
-  the refreshed `report/index.html`), and with keypoints (`map.keypoints='SRC:points.json'`, points in
+  `explore.html` (the explorer of the collection and the new photos together, linked from the
+  refreshed `report/index.html`), and with keypoints (`map.keypoints='SRC:points.json'`, points in
   SRC's pixels, or else the collection's first annotated image's own) `points.json` and
   `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
   `edits/<name>.png`. Inputs are all read before anything is written.

