@@ -377,8 +377,8 @@ window.explorer = explorer;
     if (!inside(n, x, y)) return;
     const c = canonicalAt(n, ...toSquare(n, x, y));
     explorer.hovered = {name: DATA.images[n].name, x, y, canonical: c};
-    const [u, v] = toSquare(n, x, y);
-    const m = masks[n * PIXELS + Math.round(v) * S + Math.round(u)] / 255;
+    const [u, v] = toSquare(n, x, y).map((w) => Math.min(Math.max(Math.round(w), 0), S - 1));
+    const m = masks[n * PIXELS + v * S + u] / 255;
     status.dataset.hover = `${DATA.images[n].name} (${x.toFixed(1)}, ${y.toFixed(1)}): ` +
         `canonical (${c[0].toFixed(4)}, ${c[1].toFixed(4)}), mask ${m.toFixed(2)}`;
     status.title = status.dataset.hover;
