@@ -28,7 +28,7 @@ def chromium():
   try:
     browser = browser_lib.Chromium().__enter__()
   except browser_lib.BrowserError as e:
-    pytest.skip(f'no headless chromium here ({str(e)[:300]}); .ci/run installs it')
+    pytest.skip(f'no headless chromium here: {str(e)[:300]}')
   yield browser
   browser.__exit__(None, None, None)
 
