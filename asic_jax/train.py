@@ -25,7 +25,7 @@ from tqdm.contrib import logging as tqdm_logging
 
 import tensorboardX
 
-from asic_jax import (checkpoint, config_lib, eval_run, files, inference, objective, optim,
+from asic_jax import (checkpoint, config_lib, eval_run, explore, files, inference, objective, optim,
                       parallel, prepare, report, visualize)
 from asic_jax import state as state_lib
 from asic_jax.errors import Interrupted, NonFiniteError, UserError
@@ -375,6 +375,9 @@ def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWri
     _figures(config, state, collection, workdir, writer, config.train.num_steps, flows=flows)
   writer.close()
   if parallel.is_primary():
+    if config.vis.enabled:
+      log.info('Explorer: %s', explore.write_for_run(config, collection, state, step, flows,
+                                                     workdir))
     log.info('Report: %s', report.write_report(workdir))
   return out
 

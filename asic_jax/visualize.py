@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, evaluate, inference, parallel, report, restore
+from asic_jax import drawing, evaluate, explore, inference, parallel, report, restore
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
@@ -448,7 +448,7 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   `eval.step`) checkpoint in `workdir`.
 
   Writes `figures/*.png` with `figures/captions.json`, `edits/<image name>.png` when
-  `edit.image` is set, and `report/index.html`.
+  `edit.image` is set, `report/explore.html` and `report/index.html`.
   """
   workdir = pathlib.Path(workdir)
   trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
@@ -471,6 +471,7 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
       drawing.write_png(workdir / 'edits' / f'{name}.png',
                         image if frame is None else frame.unsquare(image))
   save(found, workdir / 'figures')
+  explore.write_for_run(trained, collection, state, step, flows, workdir)
   index = report.write_report(workdir)
   log.info('Figures of step %d in %s; report %s', step, workdir / 'figures', index)
   return summary

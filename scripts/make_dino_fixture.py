@@ -62,16 +62,23 @@ def make_model() -> transformers.ViTModel:
                                   layer_norm_eps=1e-6,
                                   attn_implementation='eager')
   torch.manual_seed(0)
-  model = transformers.ViTModel(config, add_pooling_layer=False).eval()
+  return randomize(transformers.ViTModel(config, add_pooling_layer=False).eval())
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+  """Redraws a Hugging Face ViT's (or DINOv2's) weights from torch's generator, in parameter
+  order, at scales that give peaked attention (HF's init, 0.02, gives nearly uniform one)."""
   with torch.no_grad():
     for name, param in model.named_parameters():
-      if 'layernorm' in name and name.endswith('weight'):
+      if name.endswith('lambda1'):  # DINOv2's LayerScale (the checkpoints' are small too)
+        param.copy_(0.1 + 0.4 * torch.rand_like(param))
+      elif 'norm' in name and name.endswith('weight'):
         param.copy_(1.0 + 0.2 * torch.randn_like(param))
       elif name.endswith('bias'):
         param.copy_(0.2 * torch.randn_like(param))
       elif name.endswith('weight'):  # linear [out, in] and conv [out, in, kh, kw]
         param.copy_(torch.randn_like(param) * 1.5 / param[0].numel()**0.5)
-      else:  # the CLS token and the position embeddings
+      else:  # the CLS (and mask) tokens and the position embeddings
         param.copy_(0.5 * torch.randn_like(param))
   return model
 
@@ -215,13 +222,18 @@ def main() -> None:
     if case == 'rect':
       arrays['query_rect'] = descriptors(out['query']).numpy()
       arrays['token_rect'] = descriptors(out['token']).numpy()
+  write(OUT, arrays)
+  print('config:', json.loads(config_json)['hidden_size'], 'hidden')
+
+
+def write(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+  """`arrays` as a compressed npz at `path`, and what it holds on stdout."""
   buffer = io.BytesIO()
   np.savez_compressed(buffer, **arrays)
-  OUT.write_bytes(buffer.getvalue())
-  print(f'wrote {OUT} ({len(buffer.getvalue()) / 1024:.0f} KiB):')
+  path.write_bytes(buffer.getvalue())
+  print(f'wrote {path} ({len(buffer.getvalue()) / 1024:.0f} KiB):')
   for key, value in arrays.items():
     print(f'  {key}: {value.shape} {value.dtype}')
-  print('config:', json.loads(config_json)['hidden_size'], 'hidden')
 
 
 if __name__ == '__main__':

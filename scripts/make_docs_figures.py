@@ -7,7 +7,10 @@ With `--workdir` (the README's pictures: the PF-WILLOW duck run of the "Accuracy
 photos" sweep), runs `mode=visualize` on that run at `--size` px with a procedurally drawn
 sticker as the edit; without, first trains `configs/tiny.py` at 64 px for `--steps` steps in a
 temporary workdir. Copies one PNG of each figure kind (each under 300 KB) to the output
-folder.
+folder, and a screenshot of the run's explorer (`report/explore.html`) in headless chromium
+with `--explorer_state` (the page's address fragment: every keypoint of the first photo
+carried) as `explorer.png`. `--pictures explorer` makes that one alone (from the run's
+`report/explore.html`, written first if missing), without running `mode=visualize`.
 """
 
 import argparse
@@ -27,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from asic_jax import config_lib, drawing, train, visualize
 
 MAX_BYTES = 300_000
+EXPLORER_VIEW = (1400, 1040)  # CSS pixels of the screenshot's window
 # docs/<name>.png <- figures of the run (tiled left to right when several).
 PICTURES = {
     'colour_maps': ('figures/colour_wheel.png', 'figures/colour_maps.png'),
@@ -69,13 +73,51 @@ def sticker(path: pathlib.Path, size: int = 96) -> None:
   image.save(path)
 
 
+def explorer_screenshot(workdir: pathlib.Path, state: str, path: pathlib.Path) -> None:
+  """`workdir`'s explorer in headless chromium at `state` (the page's address fragment; `{first}`
+  is the first photo's name), the window's top as a PNG at `path` (palette-quantised if over
+  `MAX_BYTES`)."""
+  sys.path.insert(0, str(ROOT / 'tests'))
+  import browser  # pylint: disable=import-outside-toplevel  (tests/browser.py)
+  page_path = workdir / 'report' / 'explore.html'
+  if not page_path.is_file():
+    import asic_jax  # pylint: disable=import-outside-toplevel
+    from asic_jax import explore  # pylint: disable=import-outside-toplevel
+    explore.write_explorer(asic_jax.load(workdir),
+                           page_path,
+                           back='index.html',
+                           title=f'ASIC run {workdir.absolute().name}: explorer')
+  with browser.Chromium(*EXPLORER_VIEW) as chromium:
+    page = chromium.open(page_path.as_uri())
+    first = page.wait_for('document.body.dataset.ready') and page.evaluate(
+        'document.querySelector(".card").dataset.name')
+    page = chromium.open(page_path.as_uri() + '#' + state.format(first=first))
+    page.wait_for('document.body.dataset.ready')
+    bottom = page.evaluate('document.getElementById("photos").getBoundingClientRect().bottom')
+    page.screenshot(path, full_page=False)
+  image = Image.open(path).convert('RGB')
+  image = image.crop((0, 0, image.width, min(image.height, int(bottom))))
+  image.save(path, optimize=True)
+  if path.stat().st_size > MAX_BYTES:  # photos: a palette of their own, dithered
+    image.quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+  print(f'{path}: {image.width} x {image.height}, {path.stat().st_size} bytes')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', type=pathlib.Path, default=None, help='a trained run')
   parser.add_argument('--size', type=int, default=160, help='figure resolution (vis.size)')
   parser.add_argument('--steps', type=int, default=200)
   parser.add_argument('--out', type=pathlib.Path, default=ROOT / 'docs')
+  parser.add_argument('--pictures', default='all', help="'all', or 'explorer' alone")
+  parser.add_argument('--explorer_state',
+                      default='src={first}&all=1&size=208',
+                      help="the explorer's address fragment for its screenshot")
   args = parser.parse_args()
+  if args.pictures == 'explorer':
+    args.out.mkdir(parents=True, exist_ok=True)
+    explorer_screenshot(args.workdir, args.explorer_state, args.out / 'explorer.png')
+    return
   # force: absl has put its own handler on the root logger already.
   logging.basicConfig(level=logging.WARNING,
                       format='%(asctime)s %(message)s',
@@ -105,6 +147,7 @@ def main() -> None:
       if size > MAX_BYTES:
         raise SystemExit(f'{path} is {size} bytes, over {MAX_BYTES}')
       print(f'{path}: {picture.shape[1]} x {picture.shape[0]}, {size} bytes')
+    explorer_screenshot(workdir, args.explorer_state, args.out / 'explorer.png')
 
 
 if __name__ == '__main__':

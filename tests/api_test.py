@@ -151,6 +151,9 @@ def test_mode_map_writes_maps_points_and_edits(tiny_run, tmp_path):
     assert moved.shape == (2, 2) and np.all((moved >= -0.5) & (moved <= [w - 0.5, h - 0.5]))
   with np.load(out / 'canonical.npz', allow_pickle=False) as maps:
     assert maps['canonical_n0'].shape == (30, 40, 2) and maps['mask_n1'].shape == (36, 24)
+  # The explorer of the collection and the new photos, linked from the refreshed report.
+  assert 'id="explorer-data"' in (out / 'explore.html').read_text()
+  assert 'href="../map/new/explore.html"' in (workdir / 'report' / 'index.html').read_text()
 
 
 @pytest.mark.parametrize('setting,message', [

@@ -104,6 +104,22 @@ def test_dino_nn_baseline_writes_the_same_protocol(tiny_vit, tmp_path):
   assert saved == results
 
 
+def test_dinov2_baseline_takes_its_own_model_and_names_its_strides(tiny_dinov2, tmp_path):
+  settings = {
+      'mode': 'baseline',
+      'features.backbone': 'dinov2',
+      'features.dinov2.model': str(tiny_dinov2),
+      'eval.cycle_ks': (2,)
+  }
+  with pytest.raises(UserError, match='the stride 4 must divide the patch size 14'):
+    baseline.baseline_run(load_config('tiny', **settings), tmp_path)  # dvd: DINO's stride 4
+  results = baseline.baseline_run(load_config('tiny', **settings, **{'baseline.preset': 'asic'}),
+                                  tmp_path)
+  assert results['method'] == 'dinov2_nn' and results['baseline']['stride'] == 2
+  assert results['baseline']['model'] == str(tiny_dinov2) and results['num_pairs'] == 30
+  assert (tmp_path / 'eval' / 'baseline_dinov2_nn.md').read_text().count('DINOv2+NN') >= 1
+
+
 def test_baseline_on_a_folder_with_keypoints_needs_no_extraction(tiny_vit, tmp_path, monkeypatch):
   monkeypatch.setattr(extract, 'add_correspondences',
                       lambda *a, **k: pytest.fail('the baseline ran the ASIC extraction'))

@@ -117,3 +117,19 @@ def tiny_vit(tmp_path_factory) -> pathlib.Path:
                                   image_size=224)
   transformers.FlaxViTModel(config, seed=0, add_pooling_layer=False).save_pretrained(path)
   return path
+
+
+@pytest.fixture(scope='session')
+def tiny_dinov2(tmp_path_factory) -> pathlib.Path:
+  """A random DINOv2-shaped model (12 blocks, 6 heads, patch 14, 24 wide) saved as a Hugging
+  Face folder: loaded through exactly the path `facebook/dinov2-small` takes."""
+  import transformers  # pylint: disable=import-outside-toplevel
+  path = tmp_path_factory.mktemp('tiny_dinov2')
+  config = transformers.Dinov2Config(hidden_size=24,
+                                     num_hidden_layers=12,
+                                     num_attention_heads=6,
+                                     mlp_ratio=2,
+                                     patch_size=14,
+                                     image_size=224)
+  transformers.FlaxDinov2Model(config, seed=0).save_pretrained(path)
+  return path

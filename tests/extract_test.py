@@ -1,5 +1,5 @@
-"""Extraction of a folder of images: DINO through the real loading path, the cache, bad input,
-the released code's pseudo-matches, and a folder trained end to end."""
+"""Extraction of a folder of images: DINO and DINOv2 through the real loading path, the cache,
+bad input, the released code's pseudo-matches, and a folder trained end to end."""
 
 import json
 import pathlib
@@ -14,7 +14,7 @@ from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import extract
 from asic_jax.data import folder, images, synthetic
 from asic_jax.errors import UserError
-from asic_jax.models import dino
+from asic_jax.models import dino, dinov2
 from conftest import load_config
 
 SIZE = 32
@@ -45,7 +45,7 @@ def _config(model, data_path, cache_dir, **overrides):
       'features.cache_dir': str(cache_dir),
       'parts.num_parts': 4
   }
-  return load_config('folder', **settings, **overrides)
+  return load_config('folder', **{**settings, **overrides})
 
 
 def test_folder_images_are_converted(photo_folder, tmp_path):
@@ -226,3 +226,65 @@ def test_knn_pair_graph_through_extraction(tiny_vit, photo_folder, tmp_path):
   assert len(collection.pairs) <= 8 * 2  # N k, not N (N - 1) / 2 = 28
   # Pairs without matches are dropped, so degrees can fall below k only for those.
   assert np.bincount(collection.pairs.ravel(), minlength=8).max() >= 2
+
+
+def test_dinov2_backbone_extracts_through_the_hub_loading_path(tiny_vit, tiny_dinov2, photo_folder,
+                                                               tmp_path, monkeypatch):
+  """`features.backbone=dinov2`: the descriptors are the DINOv2 forward's (block 9 and 11 key
+  facets, saliency over every head), masks and parts come from them, and the cache key holds
+  the backbone and its weights' fingerprint."""
+  monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+  dinov2_settings = {
+      'features.backbone': 'dinov2',
+      'features.dinov2.model': str(tiny_dinov2),
+      'features.stride': 2,
+      'features.batch_size': 8  # one batch, as below (a near-flat saliency's min-max shows it)
+  }
+  config = _config(tiny_vit, photo_folder, tmp_path / 'cache', **dinov2_settings)
+  collection = prepare.load(config)
+  assert collection.masks_from == 'coseg' and collection.parts.max() <= 4
+  found = extract.extract_descriptors(collection.images, config)
+  arch, params = dinov2.load_dinov2(str(tiny_dinov2))
+  want = dino.extract(params,
+                      collection.images,
+                      arch,
+                      layer=9,
+                      stride=2,
+                      saliency=True,
+                      saliency_heads=tuple(range(6)))
+  assert found.match.shape == (8, 10, 10, 24)  # 1 + (32 - 14) / 2 patches a side
+  np.testing.assert_allclose(found.match, want.descriptors, rtol=1e-3, atol=1e-3)  # float16
+  np.testing.assert_allclose(found.saliency, want.saliency, atol=1e-6)
+  np.testing.assert_array_equal(found.centers[0, :2], [[7, 7], [9, 7]])  # s j + p / 2
+
+  dino_settings = extract.extraction_settings(_config(tiny_vit, photo_folder, tmp_path))
+  settings = extract.extraction_settings(config)
+  assert settings['backbone'] == 'dinov2' and dino_settings['backbone'] == 'dino'
+  assert settings['model'].startswith(str(tiny_dinov2) + ':')  # the folder and its contents
+  other = tmp_path / 'other_weights'
+  import transformers  # pylint: disable=import-outside-toplevel
+  transformers.FlaxDinov2Model(transformers.Dinov2Config.from_pretrained(tiny_dinov2),
+                               seed=1).save_pretrained(other)
+  (tiny_dinov2 / 'flax_model.msgpack').replace(tmp_path / 'kept.msgpack')
+  try:  # the same folder with other weights is another cache entry
+    (other / 'flax_model.msgpack').replace(tiny_dinov2 / 'flax_model.msgpack')
+    assert extract.extraction_settings(config)['model'] != settings['model']
+  finally:
+    (tmp_path / 'kept.msgpack').replace(tiny_dinov2 / 'flax_model.msgpack')
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ('', 'features.stride=4 must divide the patch size 14'),
+    ('features.stride=2,features.match_layer=12', 'match_layer=12, .* has blocks 0 ... 11'),
+    ('features.dinov2.model=/nowhere',
+     "cannot load the DINOv2 model config.features.dinov2.model='/nowhere'"),
+])
+def test_dinov2_bad_settings_are_one_line(tiny_vit, tiny_dinov2, photo_folder, tmp_path, overrides,
+                                          message):
+  settings = {'features.backbone': 'dinov2', 'features.dinov2.model': str(tiny_dinov2)}
+  for item in filter(None, overrides.split(',')):
+    key, value = item.split('=')
+    settings[key] = int(value) if value.isdigit() else value
+  config = _config(tiny_vit, photo_folder, tmp_path, **settings)
+  with pytest.raises(UserError, match=message):
+    extract.extract_descriptors(np.zeros((1, SIZE, SIZE, 3), np.float32), config)

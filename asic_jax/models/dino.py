@@ -72,6 +72,9 @@ class ViTArch:
     position_grid: side `n` of the stored `n x n` grid of patch position embeddings.
     layer_norm_eps: the epsilon of every LayerNorm.
     hidden_act: the MLP activation's name in `transformers`' ACT2FN.
+    position_offset: how the position grid is resized (`interpolate_positions`): 0.1 is
+      dino-vit-features' `scale_factor = (rows + 0.1) / n` (DINO), 0 resizes to the grid's
+      size as transformers' PyTorch DINOv2 does.
   """
   patch_size: int
   hidden_size: int
@@ -80,6 +83,7 @@ class ViTArch:
   position_grid: int
   layer_norm_eps: float
   hidden_act: str = 'gelu'
+  position_offset: float = 0.1
 
   @classmethod
   def from_config(cls, config: transformers.ViTConfig) -> 'ViTArch':
@@ -130,24 +134,32 @@ def load_vit(name_or_path: str = DEFAULT_MODEL) -> tuple[ViTArch, dict]:
     `(arch, params)`: the static `ViTArch` and the parameter tree of `FlaxViTModule`
     (`embeddings`, `encoder`, `layernorm`), arrays on the default device.
   """
+  model, params = from_pretrained(transformers.FlaxViTModel, name_or_path, add_pooling_layer=False)
+  return ViTArch.from_config(model.config), params
+
+
+def from_pretrained(model_class, name_or_path: str, **kwargs):
+  """`model_class.from_pretrained(name_or_path, **kwargs)` (a transformers Flax class), and
+  its parameters as a plain tree of arrays on the default device.
+
+  PyTorch-format safetensors convert without torch; `pytorch_model.bin` needs it (a clear
+  error otherwise, saying how to convert once).
+  """
   # `_do_init=False` would skip a random init, but transformers cannot then convert
   # PyTorch-format safetensors (what PyTorch's save_pretrained writes).
   try:
-    model = transformers.FlaxViTModel.from_pretrained(name_or_path, add_pooling_layer=False)
+    model = model_class.from_pretrained(name_or_path, **kwargs)
   except OSError as error:
     if 'from_pt=True' not in str(error):
       raise
     if importlib.util.find_spec('torch') is None:
       raise OSError(
           f'name_or_path: {name_or_path!r} has only PyTorch weights (pytorch_model.bin) and torch '
-          'is not installed. Install torch, or convert once where it is: '
-          'FlaxViTModel.from_pretrained(name, from_pt=True).save_pretrained(folder), then '
-          'pass that folder.') from error
-    model = transformers.FlaxViTModel.from_pretrained(name_or_path,
-                                                      add_pooling_layer=False,
-                                                      from_pt=True)
-  params = jax.device_put(jax.tree.map(np.asarray, flax.core.unfreeze(model.params)))
-  return ViTArch.from_config(model.config), params
+          f'is not installed. Install torch, or convert once where it is: '
+          f'{model_class.__name__}.from_pretrained(name, from_pt=True).save_pretrained(folder), '
+          'then pass that folder.') from error
+    model = model_class.from_pretrained(name_or_path, from_pt=True, **kwargs)
+  return model, jax.device_put(jax.tree.map(np.asarray, flax.core.unfreeze(model.params)))
 
 
 def grid_size(height: int, width: int, patch_size: int, stride: int) -> tuple[int, int]:
@@ -168,14 +180,14 @@ def patch_centers(rows: int, cols: int, patch_size: int, stride: int) -> jax.Arr
   return jnp.stack(jnp.meshgrid(xs, ys, indexing='xy'), axis=-1)
 
 
-def _cubic_matrix(out_size: int, in_size: int, scale: float) -> jax.Array:
-  """`[out_size, in_size]` weights of PyTorch's 1-D bicubic (align_corners=False) at `scale`.
+def _cubic_matrix(out_size: int, in_size: int, ratio: np.float32) -> jax.Array:
+  """`[out_size, in_size]` weights of PyTorch's 1-D bicubic (align_corners=False) at the
+  float32 input-to-output `ratio`.
 
-  As ATen computes it: ratio = float32(1 / scale), source (i + 0.5) ratio - 0.5 in float32,
-  index floor(source) (at most in_size - 1), fraction clipped to [0, 1], the 4 taps at
-  index - 1 ... index + 2 clamped into the input.
+  As ATen computes it: source (i + 0.5) ratio - 0.5 in float32, index floor(source) (at most
+  in_size - 1), fraction clipped to [0, 1], the 4 taps at index - 1 ... index + 2 clamped into
+  the input.
   """
-  ratio = jnp.float32(1.0 / scale)
   source = ratio * (jnp.arange(out_size, dtype=jnp.float32) + 0.5) - 0.5
   index = jnp.minimum(jnp.floor(source), in_size - 1)
   t = jnp.clip(source - index, 0.0, 1.0)
@@ -192,18 +204,29 @@ def _cubic_matrix(out_size: int, in_size: int, scale: float) -> jax.Array:
   return (jax.nn.one_hot(taps, in_size, dtype=jnp.float32) * weights[..., None]).sum(axis=1)
 
 
-def interpolate_positions(positions: jax.Array, rows: int, cols: int) -> jax.Array:
+def interpolate_positions(positions: jax.Array,
+                          rows: int,
+                          cols: int,
+                          offset: float = 0.1) -> jax.Array:
   """Resizes an `[n, n, D]` grid of position embeddings to `[rows, cols, D]`.
 
-  Equals dino-vit-features' `F.interpolate(mode='bicubic', align_corners=False,
-  scale_factor=((rows + 0.1) / n, (cols + 0.1) / n), recompute_scale_factor=False)`, applied
-  per axis; the native `n x n` grid is returned unchanged, as there.
+  With `offset` 0.1, dino-vit-features' `F.interpolate(mode='bicubic', align_corners=False,
+  scale_factor=((rows + 0.1) / n, (cols + 0.1) / n), recompute_scale_factor=False)` (DINO);
+  with 0, `F.interpolate(size=(rows, cols), mode='bicubic', align_corners=False)`, which
+  transformers' PyTorch DINOv2 calls (ATen's ratio is then float32(n) / rows). Applied per
+  axis; the native `n x n` grid is returned unchanged, as in both.
   """
   n = positions.shape[0]
   if (rows, cols) == (n, n):
     return positions
-  along_rows = _cubic_matrix(rows, n, (rows + 0.1) / n)
-  along_cols = _cubic_matrix(cols, positions.shape[1], (cols + 0.1) / n)
+
+  def ratio(size):
+    if offset:
+      return np.float32(1.0 / ((size + offset) / n))
+    return np.float32(n) / np.float32(size)
+
+  along_rows = _cubic_matrix(rows, n, ratio(rows))
+  along_cols = _cubic_matrix(cols, positions.shape[1], ratio(cols))
   return jnp.einsum('in,nmd,jm->ijd',
                     along_rows,
                     positions.astype(jnp.float32),
@@ -259,14 +282,30 @@ def _qkv(x_norm: jax.Array, p: dict, num_heads: int) -> dict[str, jax.Array]:
   return {name: _heads(_dense(x_norm, attn[name]), num_heads) for name in ('query', 'key', 'value')}
 
 
+def _scaled(x: jax.Array, p: dict, name: str) -> jax.Array:
+  """`x` times a block's LayerScale `name` (DINOv2's `lambda1`, as PyTorch applies it); DINO's
+  blocks have none."""
+  return x * p[name]['lambda1'] if name in p else x
+
+
 def _block_rest(x: jax.Array, qkv: dict, p: dict, arch: ViTArch, query_chunk: int) -> jax.Array:
-  """The rest of a pre-norm block once its projections are known: `[B, T, D]` -> same."""
+  """The rest of a pre-norm block once its projections are known: `[B, T, D]` -> same.
+
+  The MLP is the ViT's (`intermediate`, `output`: dense, activation, dense) or, where the
+  block holds `swiglu` (DINOv2 giant), SwiGLU: `weights_out(silu(a) * b)`, `a, b` the two
+  halves of `weights_in`.
+  """
   context = _attention(qkv['query'], qkv['key'], qkv['value'], query_chunk)
   context = context.reshape(x.shape)
-  x = x + _dense(context, p['attention']['output']['dense'])
+  x = x + _scaled(_dense(context, p['attention']['output']['dense']), p, 'layer_scale1')
   hidden = _layer_norm(x, p['layernorm_after'], arch.layer_norm_eps)
-  hidden = ACT2FN[arch.hidden_act](_dense(hidden, p['intermediate']['dense']))
-  return x + _dense(hidden, p['output']['dense'])
+  if 'swiglu' in p:
+    gate, value = jnp.split(_dense(hidden, p['swiglu']['weights_in']), 2, axis=-1)
+    hidden = _dense(jax.nn.silu(gate) * value, p['swiglu']['weights_out'])
+  else:
+    hidden = ACT2FN[arch.hidden_act](_dense(hidden, p['intermediate']['dense']))
+    hidden = _dense(hidden, p['output']['dense'])
+  return x + _scaled(hidden, p, 'layer_scale2')
 
 
 def _embed(params: dict, images: jax.Array, arch: ViTArch, stride: int, dtype) -> jax.Array:
@@ -283,7 +322,7 @@ def _embed(params: dict, images: jax.Array, arch: ViTArch, stride: int, dtype) -
   batch, rows, cols, width = patches.shape
   positions = params['embeddings']['position_embeddings'][0].astype(jnp.float32)
   grid = positions[1:].reshape(arch.position_grid, arch.position_grid, width)
-  patches = patches + interpolate_positions(grid, rows, cols).astype(dtype)
+  patches = patches + interpolate_positions(grid, rows, cols, arch.position_offset).astype(dtype)
   cls = (params['embeddings']['cls_token'][0] + positions[:1]).astype(dtype)
   cls = jnp.broadcast_to(cls, (batch, 1, width))
   return jnp.concatenate([cls, patches.reshape(batch, rows * cols, width)], axis=1)
