@@ -231,7 +231,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3  # the paper's constant rate; the peak of a schedule otherwise
-  c.optim.schedule = 'constant'  # constant | cosine_restarts
+  c.optim.schedule = 'constant'  # constant | cosine_restarts | cosine (to 0 over the run)
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8

@@ -153,10 +153,14 @@ def page_data(alignment,
       entry['keypoints'] = [p.tolist() if seen else None for p, seen in zip(points, visibility[i])]
     images.append(entry)
   e = alignment.config.eval
+  # 'refine' needs the backbone's descriptors, which the page does not hold: it shows the
+  # canonical transfer that refine starts from, and says so.
+  method = str(e.transfer) if e.transfer in ('nearest', 'soft') else 'nearest'
   return dict(title=title,
               step=int(arrays['step']),
               size=size,
-              transfer=dict(method=str(e.transfer),
+              refined=e.transfer == 'refine',
+              transfer=dict(method=method,
                             window=int(e.soft_window),
                             temperature=float(e.soft_temperature)),
               palette=drawing.PALETTE.tolist(),
@@ -175,7 +179,11 @@ def render(data: dict, *, back: str | None = None) -> str:
           f'<header><h1>{title}</h1><p class="help">{link}Click a point on any photo: its '
           f'transfer appears on every other photo (the same transfer as <code>mode=eval</code> '
           f'and <code>asic_jax.load(...).transfer</code>, step {data["step"]}). Hover to see the '
-          f'canonical point. Clicks near a ground-truth keypoint take the keypoint.</p>'
+          f'canonical point. Clicks near a ground-truth keypoint take the keypoint.'
+          + (' This run refines its transfers with the backbone\'s descriptors '
+             "(<code>eval.transfer='refine'</code>); the page shows the canonical transfer "
+             'they start from (<code>method=\'nearest\'</code>).' if data.get('refined') else '') +
+          '</p>'
           f'{_CONTROLS}</header>\n<div id="photos"></div>\n'
           f'<script type="application/json" id="explorer-data">{payload}</script>\n'
           f'<script>{_SCRIPT.read_text(encoding="utf-8")}</script>\n</body></html>\n')

@@ -3,9 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from asic_jax import config_lib, optim
-from conftest import load_reference
+from conftest import load_config, load_reference
 
 
 def test_released_schedule_equals_reference_at_every_stored_step():
@@ -63,3 +64,11 @@ def test_config_validation_names_the_field():
     with pytest.raises(UserError, match=message):
       config_lib.validate(config)
   config_lib.validate(config_lib.base_config('released'))
+
+
+def test_cosine_decays_from_the_peak_to_zero_over_the_run():
+  config = load_config('tiny', **{'optim.schedule': 'cosine', 'optim.lr': 2e-3,
+                                  'train.num_steps': 100})
+  schedule = optim.learning_rate(config)
+  for step in (0, 25, 50, 100):
+    assert float(schedule(step)) == pytest.approx(1e-3 * (1 + np.cos(np.pi * step / 100)), abs=1e-9)
