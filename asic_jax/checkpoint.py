@@ -16,6 +16,8 @@ import json
 import logging
 import pathlib
 import shutil
+import threading
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -29,7 +31,8 @@ ASIDE = 'checkpoints_unreadable'
 # Orbax's reports, from its background threads, that an asynchronous save failed: the same
 # error is raised again in the main thread at the next save or wait, and reported there (as
 # one line when the device is full), so these would only repeat it as long tracebacks.
-_BACKGROUND_FAILURES = ('raised an exception', 'Failed to run', 'thread (save_finalize) failed')
+_BACKGROUND_FAILURES = ('raised an exception', 'Failed to run', 'thread (save_finalize) failed',
+                        'Checkpointer failed')
 
 
 class _QuietOrbax(logging.Filter):
@@ -45,6 +48,15 @@ class _QuietOrbax(logging.Filter):
 
 
 logging.getLogger('absl').addFilter(_QuietOrbax())
+
+
+def _join_background_writes(timeout: float = 60.0) -> None:
+  """Waits for the threads Orbax started for a save (its array and metadata writes, its
+  finalisation), which run on after the first of them fails."""
+  deadline = time.monotonic() + timeout
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and type(thread).__module__.startswith('orbax'):
+      thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def reason(error: Exception) -> str:
@@ -111,6 +123,7 @@ class Checkpointer:
       if not files.is_disk_full(error):
         raise
       self._failed = True
+      _join_background_writes()  # the save's other writes may still be running
       for unfinished in self.directory.glob(f'{self._saving}.orbax-checkpoint-tmp*'):
         shutil.rmtree(unfinished, ignore_errors=True)
       raise files.disk_full(self.directory / str(self._saving), self.size_of_latest()) from None

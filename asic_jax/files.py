@@ -10,6 +10,7 @@ set aside beside itself (`<name>.unreadable`), never deleted, with a warning.
 
 import contextlib
 import errno
+import glob
 import json
 import logging
 import os
@@ -90,7 +91,7 @@ def writing(path: str | os.PathLike, needed: int | None = None) -> Iterator[None
 
 def _remove_leftovers(path: pathlib.Path, suffix: str) -> None:
   """Removes `.<name>.<pid>-*<suffix>` beside `path` that a killed process `pid` left."""
-  for stale in path.parent.glob(f'.{path.name}.*-*{suffix}'):
+  for stale in path.parent.glob(f'.{glob.escape(path.name)}.*-*{suffix}'):
     pid = stale.name[len(path.name) + 2:].split('-')[0]
     if pid.isdigit() and not process_alive(int(pid)):
       if stale.is_dir():

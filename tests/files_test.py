@@ -89,3 +89,14 @@ def test_a_staged_folder_replaces_the_old_one_whole_or_not_at_all(tmp_path):
       raise RuntimeError('failed half-way')
   assert sorted(p.name for p in out.iterdir()) == ['b.png'] and (out / 'b.png').read_text() == 'b2'
   assert sorted(p.name for p in out.parent.iterdir()) == ['photos']  # no staging folder left
+
+
+def test_leftovers_are_recognised_whatever_the_name_holds(tmp_path):
+  """File names with glob characters ('[', '*') are matched literally."""
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()
+  name = 'bird[1]*.png'
+  (tmp_path / f'.{name}.{dead.pid}-abc.tmp').write_text('half')
+  (tmp_path / f'.bird1x.png.{dead.pid}-abc.tmp').write_text('another file\'s')
+  files.write_text_atomic(tmp_path / name, 'png')
+  assert sorted(p.name for p in tmp_path.iterdir()) == [f'.bird1x.png.{dead.pid}-abc.tmp', name]
