@@ -18,7 +18,7 @@ import pytest
 
 from asic_jax import objective
 from asic_jax.errors import UserError
-from conftest import ROOT, load_config, run_cli
+from conftest import ROOT, cli_env, load_config, run_cli
 
 
 def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
@@ -182,7 +182,7 @@ def test_ctrl_c_during_eval_is_one_line_and_exit_130(tiny_run, tmp_path):
                                cwd=ROOT,
                                stderr=subprocess.PIPE,
                                text=True,
-                               env=dict(os.environ, HF_HUB_OFFLINE='1', ASIC_FAULT=fault),
+                               env=cli_env(ASIC_FAULT=fault),
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if moment == 'imports':
       time.sleep(rng.uniform(1.0, 2.0))
@@ -352,7 +352,7 @@ def test_ctrl_c_says_where_it_stopped_and_rerunning_resumes(tmp_path):
                              cwd=ROOT,
                              stderr=subprocess.PIPE,
                              text=True,
-                             env=dict(os.environ, HF_HUB_OFFLINE='1'),
+                             env=cli_env(),
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   seen = []
   for line in process.stderr:  # wait for the first logged steps
@@ -398,13 +398,8 @@ FINALIZE = 'orbax.checkpoint._src.path.atomicity:AtomicRenameTemporaryPath.final
 def _run_faulty(workdir, fault: dict | None) -> subprocess.CompletedProcess:
   """`tests/fault_driver.py` (the command line with `fault` injected) on FAULT_RUN, with two
   CPU devices as this process has, so that its numbers can be compared bit for bit."""
-  env = dict(os.environ,
-             HF_HUB_OFFLINE='1',
-             XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir)
-  env.pop('ASIC_FAULT', None)
-  if fault is not None:
-    env['ASIC_FAULT'] = json.dumps(fault)
+  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=2',
+                ASIC_FAULT=json.dumps(fault) if fault is not None else '')
   command = [
       sys.executable, 'tests/fault_driver.py', '--config=configs/tiny.py', f'--workdir={workdir}'
   ] + [f'--config.{k}={v}' for k, v in FAULT_RUN.items()]
