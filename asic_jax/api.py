@@ -22,6 +22,7 @@ with the new photos for `'coseg'`).
 """
 
 import functools
+import json
 import os
 import pathlib
 from typing import Sequence
@@ -138,7 +139,7 @@ class Alignment:
     return frames[self.index(image)]
 
   def _to_square(self, image: ImageRef, points, what: str) -> np.ndarray:
-    points = np.asarray(points, np.float64)
+    points = images_lib.numbers(points, what)
     if points.ndim != 2 or points.shape[1] != 2:
       raise UserError(f'{what} must be [K, 2] (x, y) pixels, got shape {points.shape}')
     frame = self.frame(image)
@@ -296,7 +297,9 @@ class Alignment:
     """What `export` writes, as arrays (see there)."""
     frames = np.asarray([[f.left, f.top, f.scale, f.width, f.height]
                          for f in (self.frame(i) for i in range(len(self)))], np.float64)
+    flipped = self.collection.flipped
     return dict(names=np.asarray(self.names),
+                flipped=np.zeros(len(self), bool) if flipped is None else np.asarray(flipped, bool),
                 canonical=np.asarray(self._flows, np.float32),
                 masks=np.asarray(self._masks, np.float32),
                 frames=frames,
@@ -306,8 +309,13 @@ class Alignment:
   def export(self, path: str | os.PathLike) -> pathlib.Path:
     """One `.npz`: `names [N]`, `canonical [N, S, S, 2]` (each square's pixels' canonical
     (x, y)), `masks [N, S, S]`, `frames [N, 5]` (left, top, scale, width, height: original
-    pixel p lands at (p + (left, top) + 0.5) scale - 0.5 in the square), `size`, `step`."""
+    pixel p lands at (p + (left, top) + 0.5) scale - 0.5 in the square), `flipped [N]` (the
+    images the network saw mirrored: `features.orient`; the maps are in the photos' own
+    pixels either way), `size`, `step`."""
     path = pathlib.Path(path)
+    if path.is_dir():
+      raise UserError(f'export: {path} is a folder; give a file path ({path / "alignment.npz"}, '
+                      'say)')
     from asic_jax import files  # pylint: disable=import-outside-toplevel
     files.write_atomic(path, lambda f: np.savez(f, **self.exported()))
     return path
@@ -406,6 +414,7 @@ def _read_photos(images, what: str = 'images') -> tuple[list[np.ndarray], tuple[
     if not images:
       raise UserError(f'{what}: no image files in {folder} '
                       f'({", ".join(images_lib.IMAGE_SUFFIXES)})')
+    images_lib.unique_stems(images, f'{what}={folder}')
   if not len(images):
     raise UserError(f'{what}: no images given')
   photos, names = [], []
@@ -432,14 +441,14 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
   refreshed `report/index.html`), and with keypoints (`map.keypoints='SRC:points.json'`, points in
   SRC's pixels, or else the collection's first annotated image's own) `points.json` and
   `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
-  `edits/<name>.png`. Inputs are all read before anything is written.
+  `edits/<name>.png`. Inputs are all read before anything is written; the folder is written
+  beside its place and replaces the last run's whole (`files.staged_folder`), so it never
+  mixes two runs' photos.
   """
   if not config.map.path:
     raise UserError('config.map.path: give a folder of photos to map (--config.map.path=DIR)')
   folder = pathlib.Path(config.map.path)
   photos, names = _read_photos(folder, 'config.map.path')
-  if len(set(names)) != len(names):
-    raise UserError(f'config.map.path: two photos in {folder} share a file stem; rename one')
   run = _restored(config, workdir)
   known = len(run)
   mapped = run.map(photos, names=names)
@@ -452,42 +461,41 @@ def map_run(config, workdir: str | os.PathLike) -> dict:
   summary = dict(images=[mapped.names[i] for i in new], folder=str(out), step=run.step)
   if not parallel.is_primary():
     return summary
-  canonical = [mapped.canonical(i) for i in new]
-  files.write_atomic(
-      out / 'canonical.npz', lambda f: np.savez(
-          f,
-          names=np.asarray([mapped.names[i] for i in new]),
-          **{f'canonical_{mapped.names[i]}': c for i, (c, _) in zip(new, canonical)},
-          **{f'mask_{mapped.names[i]}': m for i, (_, m) in zip(new, canonical)}))
-  for i in new:
-    drawing.write_png(out / 'colour_maps' / f'{mapped.names[i]}.png', mapped.colour_map(i))
-  if points is not None:
-    moved = {mapped.names[i]: mapped.transfer(points, source, i).tolist() for i in new}
-    import json  # pylint: disable=import-outside-toplevel
-    files.write_text_atomic(
-        out / 'points.json',
-        json.dumps(dict(source=run.names[source], points=points.tolist(), transferred=moved),
-                   indent=2))
-    colours = drawing.PALETTE[np.arange(len(points)) % len(drawing.PALETTE)]
+  with files.staged_folder(out) as stage:
+    canonical = {mapped.names[i]: mapped.canonical(i) for i in new}
+    arrays = {f'canonical_{name}': c for name, (c, _) in canonical.items()}
+    arrays.update({f'mask_{name}': m for name, (_, m) in canonical.items()})
+    files.write_atomic(stage / 'canonical.npz',
+                       lambda f: np.savez(f, names=np.asarray(list(canonical)), **arrays))
     for i in new:
-      drawing.write_png(out / 'points' / f'{mapped.names[i]}.png',
-                        drawing.draw_points(mapped.photo(i), np.asarray(moved[mapped.names[i]]),
-                                            colours))
-    summary['points'] = len(points)
-  if edit is not None:
-    edited = mapped.propagate(edit, 'canonical' if on is None else on)
-    for i in new:
-      drawing.write_png(out / 'edits' / f'{mapped.names[i]}.png', edited[mapped.names[i]])
-  from asic_jax import explore, report  # pylint: disable=import-outside-toplevel
-  c = run.collection
-  explore.write_explorer(mapped,
-                         out / 'explore.html',
-                         back='../../report/index.html',
-                         keypoints=c.keypoints,
-                         visibility=c.visibility,
-                         mapped_from=known,
-                         title=f'ASIC run {pathlib.Path(workdir).absolute().name}: '
-                         f'{folder.name} mapped')
+      drawing.write_png(stage / 'colour_maps' / f'{mapped.names[i]}.png', mapped.colour_map(i))
+    if points is not None:
+      moved = {mapped.names[i]: mapped.transfer(points, source, i).tolist() for i in new}
+      files.write_text_atomic(
+          stage / 'points.json',
+          json.dumps(dict(source=run.names[source], points=points.tolist(), transferred=moved),
+                     indent=2))
+      colours = drawing.PALETTE[np.arange(len(points)) % len(drawing.PALETTE)]
+      for i in new:
+        drawing.write_png(
+            stage / 'points' / f'{mapped.names[i]}.png',
+            drawing.draw_points(mapped.photo(i), np.asarray(moved[mapped.names[i]]), colours))
+      summary['points'] = len(points)
+    if edit is not None:
+      edited = mapped.propagate(edit, 'canonical' if on is None else on)
+      for i in new:
+        drawing.write_png(stage / 'edits' / f'{mapped.names[i]}.png', edited[mapped.names[i]])
+    from asic_jax import explore  # pylint: disable=import-outside-toplevel
+    c = run.collection
+    explore.write_explorer(mapped,
+                           stage / 'explore.html',
+                           back='../../report/index.html',
+                           keypoints=c.keypoints,
+                           visibility=c.visibility,
+                           mapped_from=known,
+                           title=f'ASIC run {pathlib.Path(workdir).absolute().name}: '
+                           f'{folder.name} mapped')
+  from asic_jax import report  # pylint: disable=import-outside-toplevel
   report.write_report(workdir)  # which links the new explorer
   import logging  # pylint: disable=import-outside-toplevel
   logging.getLogger(__name__).info('%d photos of %s mapped by step %d: %s', len(new), folder,
@@ -504,10 +512,10 @@ def _map_keypoints(config, run: Alignment) -> tuple[int, np.ndarray | None]:
       raise UserError(f'config.map.keypoints must be SRC_IMAGE:points.json, got {spec!r}')
     source = run.index(name)
     try:
-      import json  # pylint: disable=import-outside-toplevel
-      points = np.asarray(json.loads(pathlib.Path(path).read_text()), np.float64)
+      points = json.loads(pathlib.Path(path).read_text())
     except (OSError, ValueError) as e:
       raise UserError(f'config.map.keypoints: cannot read {path}: {e}') from None
+    points = images_lib.numbers(points, f'config.map.keypoints ({path})')
     if points.ndim != 2 or points.shape[1] < 2:
       raise UserError(f'config.map.keypoints: {path} must hold [[x, y], ...], got {points.shape}')
     points = points[:, :2]

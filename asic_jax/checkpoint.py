@@ -4,32 +4,59 @@ Each step folder holds the train state ('state') and the config as JSON
 ('config'). Orbax writes a step into a temporary folder and renames it when
 complete, so an interrupted save never leaves a half-written checkpoint that a
 later run would trust. A checkpoint that does not read back (a file lost or
-truncated since) is set aside in `WORKDIR/checkpoints_unreadable/<step>`, never
-deleted, with a warning naming it and why, and the newest one that reads is used.
+truncated since), or whose config does not, is set aside in
+`WORKDIR/checkpoints_unreadable/<step>`, never deleted, with a warning naming it and why, and
+the newest one that reads is used. A save that finds the device full is `DiskFull` naming the
+step's folder, the space free there and about what a checkpoint needs; its unfinished folder
+is removed and the checkpoints before it are untouched.
 """
 
+import contextlib
 import json
 import logging
 import pathlib
 import shutil
-from typing import Any, Callable
+import threading
+import time
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from asic_jax import files
+
 log = logging.getLogger(__name__)
 ASIDE = 'checkpoints_unreadable'
+# Orbax's reports, from its background threads, that an asynchronous save failed: the same
+# error is raised again in the main thread at the next save or wait, and reported there (as
+# one line when the device is full), so these would only repeat it as long tracebacks.
+_BACKGROUND_FAILURES = ('raised an exception', 'Failed to run', 'thread (save_finalize) failed',
+                        'Checkpointer failed')
 
 
-class _QuietReadOnly(logging.Filter):
-  """Drops Orbax's notices that a manager opened read-only is read-only (three per restore)."""
+class _QuietOrbax(logging.Filter):
+  """Drops Orbax's notices that a manager opened read-only is read-only (three per restore)
+  and its background threads' reports of a failed save (`_BACKGROUND_FAILURES`)."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return 'read only' not in (message := record.getMessage()) and 'read_only=True' not in message
+    message = record.getMessage()
+    if 'read only' in message or 'read_only=True' in message:
+      return False
+    return not ('orbax' in record.pathname
+                and any(text in message for text in _BACKGROUND_FAILURES))
 
 
-logging.getLogger('absl').addFilter(_QuietReadOnly())
+logging.getLogger('absl').addFilter(_QuietOrbax())
+
+
+def _join_background_writes(timeout: float = 60.0) -> None:
+  """Waits for the threads Orbax started for a save (its array and metadata writes, its
+  finalisation), which run on after the first of them fails."""
+  deadline = time.monotonic() + timeout
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and type(thread).__module__.startswith('orbax'):
+      thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def reason(error: Exception) -> str:
@@ -44,6 +71,8 @@ class Checkpointer:
   def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
     self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
     self.read_only = read_only
+    self._saving = None  # the step of the newest save started (it may still be writing)
+    self._failed = False
     # cleanup_tmp_directories: a save a killed process left unfinished (Orbax's temporary
     # folder, never trusted as a checkpoint) is removed when the run resumes.
     self._options = ocp.CheckpointManagerOptions(max_to_keep=keep,
@@ -60,16 +89,56 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  @property
+  def saving(self) -> int | None:
+    """The step of the newest save this checkpointer started (it may still be writing)."""
+    return self._saving
+
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
-    """Saves `state` (a pytree of arrays) and `config` at `step` (asynchronously)."""
-    self._manager.save(step,
-                       args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               config=ocp.args.JsonSave(json.loads(
-                                                   config.to_json()))),
-                       force=True)
+    """Saves `state` (a pytree of arrays) and `config` at `step` (asynchronously: an error of
+    the write surfaces at the next save or `wait`).
+
+    Raises:
+      DiskFull: this save, or the one before, found the device full.
+    """
+    self.wait()  # Orbax waits for the previous save anyway; its error is that step's
+    self._saving = step
+    with self._failing_save():
+      self._manager.save(step,
+                         args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                 config=ocp.args.JsonSave(
+                                                     json.loads(config.to_json()))),
+                         force=True)
+
+  @contextlib.contextmanager
+  def _failing_save(self) -> Iterator[None]:
+    """Turns a full device met by a save into `DiskFull` naming the step's folder, after
+    removing what that save left unfinished."""
+    try:
+      yield
+    except Exception as error:  # pylint: disable=broad-except  # Orbax wraps the OSError
+      if not files.is_disk_full(error):
+        raise
+      self._failed = True
+      _join_background_writes()  # the save's other writes may still be running
+      for unfinished in self.directory.glob(f'{self._saving}.orbax-checkpoint-tmp*'):
+        shutil.rmtree(unfinished, ignore_errors=True)
+      raise files.disk_full(self.directory / str(self._saving), self.size_of_latest()) from None
+
+  def size_of_latest(self) -> int | None:
+    """Bytes of the newest complete checkpoint (about what the next one needs), or None. Read
+    from disk: after a failed save Orbax's own list names that save's step."""
+    if not self.directory.is_dir():
+      return None
+    steps = [int(p.name) for p in self.directory.iterdir() if p.name.isdigit()]
+    steps = [s for s in steps if s != self._saving]
+    if not steps:
+      return None
+    folder = self.directory / str(max(steps))
+    return sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any]:
     """Restores the state at `step` (the latest when None) into `abstract_state`'s shape.
@@ -101,7 +170,9 @@ class Checkpointer:
     """
     for step in sorted(self.all_steps(), reverse=True):
       try:
-        return self.restore(abstract_state, step)
+        found = self.restore(abstract_state, step)
+        self.restore_config(step)  # a checkpoint is whole only with its config
+        return found
       except Exception as error:  # pylint: disable=broad-except  # Orbax raises many kinds
         why = reason(error)
       if self.read_only:
@@ -142,13 +213,43 @@ class Checkpointer:
     from asic_jax import config_lib  # pylint: disable=import-outside-toplevel
     return config_lib.from_saved(restored.config)
 
-  def wait(self) -> None:
-    """Blocks until every asynchronous save has been written."""
-    self._manager.wait_until_finished()
+  def newest_config(self, warn: bool = True) -> tuple[int, ml_collections.ConfigDict] | None:
+    """`(step, config)` of the newest checkpoint whose config reads, or None. Newer ones whose
+    config does not are named in a warning (`warn`; training sets them aside)."""
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        return step, self.restore_config(step)
+      except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
+        if warn:
+          log.warning('Checkpoint %s/%d: its config does not read (%s); skipped', self.directory,
+                      step, reason(e))
+    return None
 
-  def close(self) -> None:
-    """Waits for every save, then closes (a second call does nothing)."""
-    if self._manager is not None:
+  def wait(self) -> None:
+    """Blocks until every asynchronous save has been written.
+
+    Raises:
+      DiskFull: the last save found the device full.
+    """
+    with self._failing_save():
       self._manager.wait_until_finished()
-      self._manager.close()
-      self._manager = None
+
+  def close(self, quiet: bool = False) -> None:
+    """Waits for every save, then closes (a second call does nothing). After a save failed
+    (already raised), or with `quiet` (another error is on its way), a save's error is not
+    raised."""
+    if self._manager is None:
+      return
+    quiet = quiet or self._failed
+    try:
+      self.wait()
+    except Exception:  # pylint: disable=broad-except
+      if not quiet:
+        raise
+    finally:
+      manager, self._manager = self._manager, None
+      try:
+        manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if not quiet:
+          raise

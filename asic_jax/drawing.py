@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image, ImageDraw
 
-from asic_jax import evaluate
+from asic_jax import evaluate, files
 
 # Keypoint and part colours (matplotlib's tab20, cycled).
 PALETTE = np.round(np.asarray(matplotlib.colormaps['tab20'].colors) * 255).astype(np.uint8)
@@ -206,6 +206,6 @@ def loss_plot(records: Sequence[dict]) -> np.ndarray | None:
 
 
 def write_png(path: pathlib.Path, image: np.ndarray) -> None:
-  """`image` (`[H, W, 3|4]` uint8) as an optimised PNG."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(np.asarray(image, np.uint8)).save(path, optimize=True)
+  """`image` (`[H, W, 3|4]` uint8) as an optimised PNG, written atomically."""
+  picture = Image.fromarray(np.asarray(image, np.uint8))
+  files.write_atomic(path, lambda f: picture.save(f, format='PNG', optimize=True))

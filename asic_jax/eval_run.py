@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import config_lib, evaluate, inference, parallel, report, restore
+from asic_jax import config_lib, evaluate, files, inference, parallel, report, restore
 from asic_jax.correspondences import extract, matching
 from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
@@ -200,9 +200,8 @@ def write(workdir: str | pathlib.Path, name: str, results: dict, method: str) ->
   folder = pathlib.Path(workdir) / 'eval'
   if not parallel.is_primary():
     return folder / f'{name}.json'
-  folder.mkdir(parents=True, exist_ok=True)
-  (folder / f'{name}.json').write_text(json.dumps(results, indent=2))
-  (folder / f'{name}.md').write_text(markdown(results, method))
+  files.write_text_atomic(folder / f'{name}.json', json.dumps(results, indent=2))
+  files.write_text_atomic(folder / f'{name}.md', markdown(results, method))
   return folder / f'{name}.json'
 
 
@@ -224,9 +223,11 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   """`config.mode='eval'`: ASIC from the latest (or `eval.step`) checkpoint in `workdir`;
   prints the headline numbers and refreshes the run's report."""
   trained, collection, state, step = restore.restore_run(config, workdir)
+  log.info('Evaluating %s at step %d', workdir, step)
   results = evaluate_state(trained, state, collection, workdir, step=step)
   log.info('%s; %s', headline(results), pathlib.Path(workdir) / 'eval' / 'results.json')
   if parallel.is_primary():
+    restore.repair_config_json(workdir, step)
     log.info('Report: %s', report.write_report(workdir))
   return results
 

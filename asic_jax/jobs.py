@@ -3,12 +3,15 @@
 import logging
 import os
 import pathlib
+import sys
 import tempfile
+import threading
+from typing import Sequence
 import warnings
 
 import ml_collections
 
-from asic_jax import config_lib
+from asic_jax import config_lib, files
 from asic_jax.errors import UserError
 
 
@@ -29,9 +32,31 @@ def setup_process(config: ml_collections.ConfigDict) -> None:
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
+    _quiet_background_failures()
   if config.distributed:
     from asic_jax import parallel  # pylint: disable=import-outside-toplevel
     parallel.initialize_distributed(config)
+
+
+def _quiet_background_failures() -> None:
+  """A full device met by a library's background thread (TensorBoard's writer, Orbax's save)
+  is reported once, as one line, by the next write of the job's own thread (`DiskFull`): the
+  background thread's traceback is dropped, and so are TensorStore's reports of the callbacks
+  it can no longer deliver to Orbax's event loop, closed by the failed save (one per pending
+  write: over a hundred)."""
+  thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+
+  def on_thread(args):
+    if not files.is_disk_full(args.exc_value):
+      thread_hook(args)
+
+  def on_unraisable(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+      unraisable_hook(unraisable)
+
+  threading.excepthook = on_thread
+  sys.unraisablehook = on_unraisable
 
 
 def check_workdir(workdir: str | pathlib.Path) -> None:
@@ -54,11 +79,19 @@ def check_workdir(workdir: str | pathlib.Path) -> None:
                     'give a folder you can write to') from None
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
-  """Runs the job `config.mode` names in `workdir`; returns what that job returns."""
+# Jobs on a trained run: they take its settings from the config saved with its checkpoint.
+ON_TRAINED_RUN = ('eval', 'visualize', 'map')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, given: Sequence[str] = ()):
+  """Runs the job `config.mode` names in `workdir`; returns what that job returns.
+
+  `given`: the dotted keys the command line set (`--config.KEY=...`); a job on a trained run
+  names in a warning those it ignores (`restore.ignored_settings`).
+  """
   # Imported here, so that the command line's errors do not wait for JAX to load.
   # pylint: disable=import-outside-toplevel
-  from asic_jax import api, baseline, eval_run, prepare, train, visualize
+  from asic_jax import api, baseline, eval_run, prepare, restore, train, visualize
   jobs = {
       'train': train.train_and_evaluate,
       'extract': prepare.extract_job,
@@ -71,4 +104,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
   config_lib.validate(config)
   check_workdir(workdir)
+  if config.mode in ON_TRAINED_RUN:
+    ignored = restore.ignored_settings(config, workdir, given)
+    if ignored:
+      logging.getLogger(__name__).warning(
+          'mode=%s works on the run saved in %s, with its own settings; ignored from the '
+          'command line: %s', config.mode, workdir, ', '.join(ignored))
   return jobs[config.mode](config, workdir)

@@ -2,17 +2,24 @@
 
 `config.mode` selects the job. Any config value can be overridden with
 `--config.a.b=value`; a key that does not exist, a bad config file or a bad
-value is one readable line and exit status 2.
+value is one readable line and exit status 2. Ctrl-C and SIGTERM stop the job
+cleanly with one line (`asic_jax.interrupts`): exit status 130 and 143.
 """
 
 import re
 import sys
 
+if __name__ == '__main__':
+  # Before anything else, so that a Ctrl-C even during the imports below is one line.
+  from asic_jax import interrupts
+  interrupts.install('stopped before the job started; nothing was written')
+
+# pylint: disable=wrong-import-position
 from absl import app, flags
 from ml_collections import config_flags
 
-from asic_jax import jobs
-from asic_jax.errors import Interrupted, UserError
+from asic_jax import files, interrupts, jobs
+from asic_jax.errors import DiskFull, Interrupted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config',
                                           None,
@@ -43,6 +50,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with one-line errors instead of tracebacks."""
   try:
     rest = flags.FLAGS(argv)
+    if len(rest) > 1:
+      fail(f'unexpected argument {rest[1]!r}: the command takes only flags, --config=FILE, '
+           '--workdir=DIR and --config.KEY=VALUE (no space around "=")')
   except UserError as e:  # raised by a config's get_config (a bad category, say)
     fail(str(e))
   except flags.Error as e:
@@ -74,22 +84,40 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
+def _given(argv: list[str]) -> list[str]:
+  """The dotted keys `--config.KEY=VALUE` arguments set."""
+  return [item[len('--config.'):].split('=')[0] for item in argv if item.startswith('--config.')]
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # only flags (`_parse_flags`)
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  stopped = (f'{config.mode} stopped before it finished; what it had written is whole (every '
+             'file is written atomically): rerun the same command' +
+             (' to resume' if config.mode == 'train' else ''))
+  interrupts.install(stopped)
+  # Every failure leaves at once (`exit_at_once`): the interpreter's teardown would otherwise
+  # run with JAX's and Orbax's threads still busy (tracebacks of pending writes, or a crash).
   try:
-    jobs.setup_process(_CONFIG.value)
-    jobs.run(_CONFIG.value, _WORKDIR.value)
+    jobs.setup_process(config)
+    jobs.run(config, workdir, given=_given(sys.argv))
+  except DiskFull as e:
+    advice = '' if 'rerun' in str(e) else '; free some space and rerun the same command'
+    interrupts.exit_at_once(f'error: {e}{advice}', 2)
   except UserError as e:
-    fail(str(e))
+    interrupts.exit_at_once(f'error: {e}', 2)
   except Interrupted as e:
-    print(str(e), file=sys.stderr)
-    sys.exit(130)
-  except KeyboardInterrupt:  # outside the training loop: extraction, evaluation, figures
-    print(f'interrupted: {_CONFIG.value.mode} stopped before it finished; what it had written '
-          'is whole (caches and checkpoints are written atomically): rerun the same command',
-          file=sys.stderr)
-    sys.exit(130)
+    interrupts.exit_at_once(str(e), e.code)
+  except KeyboardInterrupt:  # a library's own SIGINT handler let one through
+    interrupts.exit_at_once(f'interrupted (Ctrl-C): {stopped}', 130)
+  except Exception as e:  # pylint: disable=broad-except
+    if not files.is_disk_full(e):
+      raise
+    # A write the job does not name itself (a library's): the workdir and the first line.
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    interrupts.exit_at_once(
+        f'error: {files.disk_full(workdir)} ({first}); free some space and rerun the same '
+        'command', 2)
 
 
 if __name__ == '__main__':

@@ -133,3 +133,12 @@ def initialize_distributed(config) -> None:
   if config.process_id >= 0:
     options['process_id'] = config.process_id
   jax.distributed.initialize(**options)
+
+
+def every_process(value: int) -> np.ndarray:
+  """`value` (an int) of every process, in process order: a collective, which every process
+  must call at the same point."""
+  if jax.process_count() == 1:
+    return np.asarray([value])
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return np.asarray(multihost_utils.process_allgather(np.int32(value)))

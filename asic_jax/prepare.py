@@ -10,6 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from asic_jax import files
 from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
@@ -64,7 +65,6 @@ def extract_job(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) 
       foreground_fraction=float(collection.masks.mean()) if collection.masks is not None else 1.0,
       num_parts=collection.num_parts)
   if jax.process_index() == 0:  # across hosts only process 0 writes files
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'extraction.json').write_text(json.dumps(summary, indent=2))
+    files.write_text_atomic(
+        pathlib.Path(workdir) / 'extraction.json', json.dumps(summary, indent=2))
   return summary

@@ -4,7 +4,9 @@ Built from what the workdir holds, whatever produced it: `config.json`, `metrics
 `eval/results.json` and `eval/baseline.json`, the figures in `figures/` (with their
 `captions.json`), the edits in `edits/` and the explorers (`report/explore.html`,
 `map/<folder>/explore.html`: `asic_jax.explore`), which it links. Any of them may be missing; the
-page says so. The page itself has no script, no external style sheet or font and only relative
+page says so. A JSON file that does not read is set aside (`files.read_json`, with a warning
+saying what rebuilds it) and left out like a missing one; so are lines of `metrics.jsonl` that
+do not. The page itself has no script, no external style sheet or font and only relative
 links, so it opens from disk and survives moving the workdir. Its own plots (the PCK and loss
 curves) are drawn into `report/`; the figures are linked where they are (`../figures/x.png`). PCK
 values are printed as the evaluation's Markdown tables print them: 100 x, one decimal.
@@ -12,10 +14,13 @@ values are printed as the evaluation's Markdown tables print them: 100 x, one de
 
 import html
 import json
+import logging
 import pathlib
 import urllib.parse
 
-from asic_jax import drawing, evaluate
+from asic_jax import drawing, evaluate, files
+
+log = logging.getLogger(__name__)
 
 # Figures in reading order (paper §4.1-4.2, appendix B); others follow by name.
 ORDER = ('colour_wheel', 'colour_maps', 'dense_warps', 'canonical_grid', 'keypoint_transfer',
@@ -33,14 +38,30 @@ pre { background: #f6f6f6; padding: 1em; font-size: 0.8em; overflow-x: auto; }
 """
 
 
-def _read_json(path: pathlib.Path) -> dict | None:
-  return json.loads(path.read_text()) if path.is_file() else None
+def _read_json(path: pathlib.Path, hint: str) -> dict | None:
+  found = files.read_json(path, hint)
+  return found if isinstance(found, dict) else None
 
 
 def _read_records(path: pathlib.Path) -> list[dict]:
+  """The records of metrics.jsonl. A line that does not read is left out, with a warning
+  unless it is the last, unfinished one (a running or killed run's); training sets a damaged
+  file aside when it resumes."""
   if not path.is_file():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  records, bad = [], 0
+  for line in path.read_bytes().split(b'\n')[:-1]:
+    try:
+      record = json.loads(line.decode())
+    except ValueError:
+      record = None
+    if isinstance(record, dict) and isinstance(record.get('step'), int):
+      records.append(record)
+    elif line.strip():
+      bad += 1
+  if bad:
+    log.warning('%s: %d lines do not read; the report leaves them out', path, bad)
+  return records
 
 
 def _href(path: str) -> str:
@@ -116,7 +137,8 @@ def _curves(workdir: pathlib.Path, folder: pathlib.Path, results, baselines) -> 
 
 
 def _figures(workdir: pathlib.Path) -> list[str]:
-  captions = _read_json(workdir / 'figures' / 'captions.json') or {}
+  captions = _read_json(workdir / 'figures' / 'captions.json',
+                        'run --config.mode=visualize to draw the figures again') or {}
   names = [n for n in ORDER if n in captions] + sorted(set(captions) - set(ORDER))
   names = [n for n in names if (workdir / 'figures' / f'{n}.png').is_file()]
   if not names:
@@ -140,14 +162,14 @@ def _explorers(workdir: pathlib.Path) -> list[str]:
 
 
 def _edits(workdir: pathlib.Path) -> list[str]:
-  files = sorted((workdir / 'edits').glob('*.png'))
-  if not files:
+  edits = sorted((workdir / 'edits').glob('*.png'))
+  if not edits:
     return []
   links = ''.join(
       f'<a href="{_href("../edits/" + f.name)}"><img src="{_href("../edits/" + f.name)}"'
-      f' alt="{html.escape(f.stem)}" title="{html.escape(f.stem)}"></a>' for f in files)
+      f' alt="{html.escape(f.stem)}" title="{html.escape(f.stem)}"></a>' for f in edits)
   return [
-      '<h2>Edits</h2>', f'<p>The edit carried to each of the {len(files)} images '
+      '<h2>Edits</h2>', f'<p>The edit carried to each of the {len(edits)} images '
       '(edits/&lt;image name&gt;.png).</p>', f'<div class="gallery">{links}</div>'
   ]
 
@@ -157,9 +179,13 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
   workdir = pathlib.Path(workdir)
   folder = workdir / 'report'
   folder.mkdir(parents=True, exist_ok=True)
-  config = _read_json(workdir / 'config.json')
-  results = _read_json(workdir / 'eval' / 'results.json')
-  baselines = [_read_json(p) for p in sorted((workdir / 'eval').glob('baseline_*.json'))]
+  config = _read_json(workdir / 'config.json', 'the report shows no config')
+  results = _read_json(workdir / 'eval' / 'results.json',
+                       'run --config.mode=eval to evaluate again')
+  baselines = [
+      _read_json(p, 'run --config.mode=baseline again')
+      for p in sorted((workdir / 'eval').glob('baseline_*.json'))
+  ]
   baselines = [b for b in baselines if b]
 
   parts = [f'<h1>ASIC run {html.escape(workdir.absolute().name)}</h1>']
@@ -186,18 +212,16 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
   parts.append('<h2>Figures</h2>')
   parts += _figures(workdir)
   parts += _edits(workdir)
-  files = [
+  listed = [
       p for p in ('config.json', 'metrics.jsonl', 'eval/results.md', 'eval/results.json')
       if (workdir / p).is_file()
   ] + [f'eval/{p.name}' for p in sorted((workdir / 'eval').glob('baseline_*.*'))]
-  if files:
+  if listed:
     parts.append('<h2>Files</h2><ul>' + ''.join(
-        f'<li><a href="{_href("../" + p)}">{html.escape(p)}</a></li>' for p in files) + '</ul>')
+        f'<li><a href="{_href("../" + p)}">{html.escape(p)}</a></li>' for p in listed) + '</ul>')
   if config:
     parts.append('<h2>Config</h2><pre>' + html.escape(json.dumps(config, indent=2)) + '</pre>')
   page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
           f'<title>ASIC run {html.escape(workdir.absolute().name)}</title>'
           f'<style>{_STYLE}</style></head><body>\n' + '\n'.join(parts) + '\n</body></html>\n')
-  index = folder / 'index.html'
-  index.write_text(page, encoding='utf-8')
-  return index
+  return files.write_text_atomic(folder / 'index.html', page)

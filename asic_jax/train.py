@@ -8,9 +8,9 @@ figures and the report.
 """
 
 import contextlib
-import json
 import logging
 import pathlib
+import signal
 import sys
 import time
 from typing import Any
@@ -23,12 +23,11 @@ import optax
 from tqdm import tqdm
 from tqdm.contrib import logging as tqdm_logging
 
-import tensorboardX
-
-from asic_jax import (checkpoint, config_lib, eval_run, explore, files, inference, objective, optim,
-                      parallel, prepare, report, visualize)
+from asic_jax import (checkpoint, config_lib, eval_run, explore, files, inference, interrupts,
+                      lock, objective, optim, parallel, prepare, report, visualize)
 from asic_jax import state as state_lib
-from asic_jax.errors import Interrupted, NonFiniteError, UserError
+from asic_jax.errors import DiskFull, Interrupted, NonFiniteError, UserError, WorkdirLocked
+from asic_jax.logs import MetricsWriter
 from asic_jax.models import perceptual
 from asic_jax.state import TrainState, init_state, make_model
 
@@ -82,70 +81,13 @@ def device_data(collection, num_parts: int) -> dict[str, np.ndarray]:
               matches=collection.matches.astype(np.float32))
 
 
-class MetricsWriter:
-  """One run's logs: `WORKDIR/metrics.jsonl` (one JSON object per logged step) and the same
-  scalars and every figure as TensorBoard events. On resume, records after the restored step
-  (and a line a killed run left half-written) are dropped, and TensorBoard hides its events
-  after it. Only process 0 writes (`primary`); on the others every method does nothing.
-  """
-
-  def __init__(self, workdir: pathlib.Path, start: int, *, primary: bool = True):
-    self.path = workdir / 'metrics.jsonl'
-    self._writer = None
-    if primary:
-      self.truncate(start)
-      # purge_step: TensorBoard hides events after `start` left by an interrupted run.
-      self._writer = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'),
-                                                purge_step=start + 1)
-
-  def write(self, record: dict) -> None:
-    """Appends `record` (with its 'step') to metrics.jsonl, its scalars under train/."""
-    if self._writer is None:
-      return
-    with self.path.open('a') as f:
-      f.write(json.dumps(record) + '\n')
-    for name, value in record.items():
-      if name != 'step':
-        self._writer.add_scalar(f'train/{name}', value, record['step'])
-
-  def scalar(self, name: str, value: float, step: int) -> None:
-    if self._writer is not None:
-      self._writer.add_scalar(name, value, step)
-
-  def figures(self, figures: visualize.Figures, step: int) -> None:
-    if self._writer is not None:
-      visualize.log_figures(self._writer, figures, step)
-
-  def truncate(self, step: int) -> None:
-    """Drops records after `step`: a run resumed from an earlier checkpoint logs them again.
-    A line a killed run left half-written is dropped too; the file is replaced atomically."""
-    if self.path.exists():
-      kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
-      files.write_text_atomic(self.path, ''.join(line + '\n' for line in kept))
-
-  def close(self) -> None:
-    if self._writer is not None:
-      self._writer.close()
-
-
-def _step_of(line: str) -> float:
-  """The step of a metrics line; infinity for one that does not parse (dropped)."""
-  try:
-    return json.loads(line)['step']
-  except (ValueError, KeyError, TypeError):
-    return float('inf')
-
-
 def _check_finite(bad_step: int, bad_term: int, checkpointer: checkpoint.Checkpointer) -> None:
   """Stops the run at the first non-finite loss term (or gradient) the step flagged."""
   if bad_step >= 0:
     checkpointer.wait()
-    last = checkpointer.latest_step()
-    kept = f'the last checkpoint (step {last}) is intact' if last is not None else (
-        'no checkpoint had been saved')
     term = objective.FLAGGED[bad_term]
     what = 'gradient' if term == 'gradient' else f'{term} loss'
-    raise NonFiniteError(f'non-finite {what} at step {bad_step}; stopped, {kept}')
+    raise NonFiniteError(f'non-finite {what} at step {bad_step}; stopped, {_kept(checkpointer)}')
 
 
 def check_same_run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -154,14 +96,10 @@ def check_same_run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
   a model silently relabelled as trained on other photos."""
   if not (workdir / 'checkpoints').is_dir():
     return
-  checkpointer = checkpoint.Checkpointer(workdir, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
-    return
-  try:
-    saved = checkpointer.restore_config(step)
-  except Exception:  # pylint: disable=broad-except  # restore_latest names a damaged checkpoint
-    return
+  found = checkpoint.Checkpointer(workdir, read_only=True).newest_config(warn=False)
+  if found is None:
+    return  # no checkpoint, or none whose config reads (restore_or_init names them)
+  step, saved = found
   changed = config_lib.changed_settings(saved, config)
   if changed:
     shown = '; '.join(changed[:3]) + (f'; and {len(changed) - 3} more' if len(changed) > 3 else '')
@@ -178,11 +116,13 @@ def warm_start_source(config: ml_collections.ConfigDict):
     return None
   source = pathlib.Path(config.train.init_from)
   what = f'config.train.init_from={source}'
-  checkpointer = checkpoint.Checkpointer(source, read_only=True) if (
-      source / 'checkpoints').is_dir() else None
-  if checkpointer is None or not checkpointer.all_steps():
-    raise UserError(f'{what}: no checkpoint there (expected a trained run\'s workdir)')
-  theirs = checkpointer.restore_config()
+  checkpointer = checkpoint.Checkpointer(
+      source, read_only=True) if (source / 'checkpoints').is_dir() else None
+  found = checkpointer.newest_config() if checkpointer is not None else None
+  if found is None:
+    raise UserError(f'{what}: no checkpoint there (expected a trained run\'s workdir) or none '
+                    'whose config reads')
+  _, theirs = found
   differ = [
       f'{key} {config_lib.get(theirs, key)!r} there, {config_lib.get(config, key)!r} here'
       for key in ('model.channel_multiplier', 'model.grid_size')
@@ -239,8 +179,36 @@ def _duration(seconds: float) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """Trains on the collection `config.data` names; returns the final metrics (and PCK)."""
+  """Trains on the collection `config.data` names; returns the final metrics (and PCK).
+
+  One training run at a time holds a workdir (`asic_jax.lock`): a second is refused with one
+  line naming the first.
+  """
   workdir = pathlib.Path(workdir)
+  with _workdir_lock(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: pathlib.Path):
+  """Process 0 holds the workdir's lock for the run (every host sees the same workdir); every
+  process learns whether it got it, so that all stop together when another run holds it."""
+  with contextlib.ExitStack() as stack:
+    refused = None
+    if parallel.is_primary():
+      try:
+        stack.enter_context(lock.hold(workdir))
+      except WorkdirLocked as e:
+        refused = e
+    if jax.process_count() > 1 and not parallel.every_process(refused is None).all():
+      raise refused or WorkdirLocked(f'{workdir} is in use by another training run (process 0 '
+                                     'names it)')
+    if refused is not None:
+      raise refused
+    yield
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
   primary = parallel.is_primary()  # across hosts only process 0 writes files
 
   # The workdir's own run and a warm start's source (config files only), the collection,
@@ -261,9 +229,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       raise UserError(f'config.loss.perceptual_weights: {e}') from e
   schedule = optim.learning_rate(config)
   tx = optim.make_optimizer(config)
-  if primary:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'config.json').write_text(config.to_json(indent=2))
   data = device_data(collection, config.parts.num_parts)
 
   # Model, loss and optimizer.
@@ -284,19 +249,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if resumed is None or dp.mode == 'pmap':
     state = dp.replicate(state)
   data, frozen = dp.replicate(data), dp.replicate(frozen)
+  num_steps = config.train.num_steps
+  start = int(dp.local(state).step)
+  if primary:
+    _record_config(config, workdir, start, checkpointer)
 
   # The compiled step and the loop.
   step_fn = dp.wrap(make_step(loss, tx, schedule, config.seed), donate_argnums=(0,))
   begin = time.perf_counter()
-  num_steps = config.train.num_steps
-  start = int(dp.local(state).step)
   writer = MetricsWriter(workdir, start, primary=primary)
-  metrics, step = {}, start
+  metrics, step, stop = {}, start, None
   # In a terminal, a progress bar (from the end of the compiling first step, so that its ETA
   # is the training's) with our log lines printed above it; in a log file (nohup, SLURM), a
   # line every `train.log_every` steps instead.
   terminal = primary and sys.stderr.isatty()
   progress, bar = _NoBar(), contextlib.ExitStack()
+  # On the command line Ctrl-C and SIGTERM (`interrupts`) stop the loop after its step, which
+  # is saved; a second signal stops at once.
+  at_once = (f'stopped at once by a second signal; the newest checkpoint in '
+             f'{checkpointer.directory} is whole: rerun the same command to resume from it')
+  interrupts.defer(at_once)
   try:
     for i in range(start, num_steps):
       state, metrics = step_fn(state, data, frozen)
@@ -312,7 +284,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
               tqdm(initial=step, total=num_steps, desc='train', dynamic_ncols=True))
       else:
         progress.update(1)
-      if step % config.train.log_every == 0 or step == num_steps:
+      logged = step % config.train.log_every == 0 or step == num_steps
+      if logged:
         _check_finite(*_flags(dp, state), checkpointer)
         now = time.perf_counter()
         record = {k: float(v) for k, v in jax.device_get(dp.local(metrics)).items()}
@@ -332,21 +305,87 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if config.vis.enabled and config.vis.every and step % config.vis.every == 0 and (step
                                                                                        < num_steps):
         _figures(config, dp.local(state), collection, workdir, writer, step)
-  except KeyboardInterrupt:
+      stop = _stop_signal(logged)
+      if stop is not None:
+        break
+    stop = stop or _stop_signal(True)
+    if stop is not None:
+      bar.close()
+      _stop(stop, step, state, dp, checkpointer, config, writer)
+    checkpointer.wait()  # the last save's error (a full device) is this loop's
+  except KeyboardInterrupt:  # the Python API's Ctrl-C (the command line's is a signal above)
     bar.close()
     checkpointer.wait()  # a started save finishes first
-    last = checkpointer.latest_step()
-    kept = (f'the last checkpoint is step {last} ({checkpointer.directory})'
-            if last is not None else 'no checkpoint had been saved yet')
-    raise Interrupted(f'interrupted at step {step} of {num_steps}; {kept}: rerun the same '
-                      'command to resume from it') from None
-  finally:  # an exception still lets a started save finish
+    writer.close()
+    raise Interrupted(f'{interrupts.word(signal.SIGINT)} at step {step} of {num_steps}; '
+                      f'{_kept(checkpointer)}: rerun the same command to resume from it') from None
+  except DiskFull as e:
+    raise DiskFull(f'{e}; {_kept(checkpointer)}: free some space and rerun the same command to '
+                   'resume from it') from None
+  finally:  # an exception still lets a started save finish (its own error, if any, unsaid)
     bar.close()
-    checkpointer.close()
+    checkpointer.close(quiet=sys.exc_info()[0] is not None)
+    interrupts.undefer()
 
   result = {k: float(v) for k, v in jax.device_get(dp.local(metrics)).items()}
   result.update(_finish(config, dp.local(state), collection, workdir, writer))
   return result
+
+
+def _record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, start: int,
+                   checkpointer: checkpoint.Checkpointer) -> None:
+  """`WORKDIR/config.json`: this config, when the run trains on (or has just finished).
+  A workdir already past `train.num_steps` has nothing to train: a warning says so and
+  config.json keeps the run's own settings (rebuilt from the checkpoint when it does not
+  read)."""
+  if start <= config.train.num_steps:
+    files.write_text_atomic(workdir / 'config.json', config.to_json(indent=2))
+    return
+  log.warning(
+      '%s is already at step %d, past train.num_steps=%d: nothing to train; the evaluation, '
+      'figures and report are of step %d and config.json keeps the run\'s own settings (an '
+      'earlier checkpoint: --config.mode=eval --config.eval.step=N)', workdir, start,
+      config.train.num_steps, start)
+  if files.read_json(workdir / 'config.json', 'rebuilt from the checkpoint') is None:
+    files.write_text_atomic(workdir / 'config.json',
+                            checkpointer.restore_config(start).to_json(indent=2))
+
+
+def _stop_signal(logged: bool) -> int | None:
+  """The signal (`interrupts`) that stops the run after this step, or None. Across hosts
+  every process must stop after the same step: they compare at logged steps only (where the
+  loop syncs with the host anyway)."""
+  if jax.process_count() == 1:
+    return interrupts.requested()
+  if not logged:
+    return None
+  signals = [int(s) for s in parallel.every_process(interrupts.requested() or 0) if s]
+  return signals[0] if signals else None
+
+
+def _stop(signum: int, step: int, state, dp: parallel.DataParallel,
+          checkpointer: checkpoint.Checkpointer, config: ml_collections.ConfigDict,
+          writer: MetricsWriter) -> None:
+  """Ends the run after a signal: the step just run is saved (unless it was), the save
+  waited for; raises `Interrupted` saying where it stopped."""
+  _check_finite(*_flags(dp, state), checkpointer)
+  if step not in (checkpointer.latest_step(), checkpointer.saving):
+    checkpointer.save(step, dp.unreplicate(state), config)
+  checkpointer.wait()
+  writer.close()
+  interrupts.acknowledge()
+  raise Interrupted(
+      f'{interrupts.word(signum)} at step {step} of {config.train.num_steps}; saved a checkpoint '
+      f'at step {step} in {checkpointer.directory}: rerun the same command to resume from it',
+      interrupts.code(signum))
+
+
+def _kept(checkpointer: checkpoint.Checkpointer) -> str:
+  """What a stopped run left: 'the last checkpoint (step N) is intact'."""
+  # Read from disk afresh: `checkpointer` may be closed, or hold a failed save.
+  last = checkpoint.Checkpointer(checkpointer.directory.parent, read_only=True).latest_step()
+  return (f'the last checkpoint (step {last}) is intact'
+          if last is not None else 'no checkpoint had been saved')
 
 
 def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWriter) -> dict:
@@ -367,12 +406,12 @@ def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWri
                                                     flows=flows)
     log.info('%s; %s', eval_run.headline(results), workdir / 'eval' / 'results.json')
     for alpha in ('0.10', '0.05'):
-      writer.scalar(f'eval/pck@{alpha}', results['pck'][alpha], config.train.num_steps)
+      writer.scalar(f'eval/pck@{alpha}', results['pck'][alpha], step)
     for k, cycle in results['k_cycle'].items():
-      writer.scalar(f'eval/{k}-cypck@0.10', cycle['pck']['0.10'], config.train.num_steps)
+      writer.scalar(f'eval/{k}-cypck@0.10', cycle['pck']['0.10'], step)
   if config.vis.enabled:
     log.info('Figures into %s', workdir / 'figures')
-    _figures(config, state, collection, workdir, writer, config.train.num_steps, flows=flows)
+    _figures(config, state, collection, workdir, writer, step, flows=flows)
   writer.close()
   if parallel.is_primary():
     if config.vis.enabled:

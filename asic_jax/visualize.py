@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, evaluate, explore, inference, parallel, report, restore
+from asic_jax import drawing, evaluate, explore, files, inference, parallel, report, restore
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
@@ -420,11 +420,11 @@ def save(figures: Figures, folder: str | pathlib.Path) -> None:
   folder = pathlib.Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / 'captions.json'
-  captions = json.loads(path.read_text()) if path.exists() else {}
+  captions = files.read_json(path, 'rebuilt from the figures written now') or {}
   for name, (image, caption) in figures.items():
     drawing.write_png(folder / f'{name}.png', image)
     captions[name] = caption
-  path.write_text(json.dumps(captions, indent=2, ensure_ascii=False))
+  files.write_text_atomic(path, json.dumps(captions, indent=2, ensure_ascii=False))
 
 
 def log_figures(writer: Any, figures: Figures, step: int) -> None:
@@ -471,6 +471,7 @@ def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
       drawing.write_png(workdir / 'edits' / f'{name}.png',
                         image if frame is None else frame.unsquare(image))
   save(found, workdir / 'figures')
+  restore.repair_config_json(workdir, step)
   explore.write_for_run(trained, collection, state, step, flows, workdir)
   index = report.write_report(workdir)
   log.info('Figures of step %d in %s; report %s', step, workdir / 'figures', index)

@@ -241,7 +241,12 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
 
 
 if __name__ == '__main__':
+  from asic_jax import interrupts  # pylint: disable=ungrouped-imports
   from asic_jax.errors import Interrupted  # pylint: disable=ungrouped-imports
+  # Ctrl-C and SIGTERM as on the main command line: a training run saves the step it stopped
+  # at; anything else stops at once (`asic_jax.interrupts`).
+  interrupts.install('the sweep stopped; rerun it to carry on (finished runs are skipped, an '
+                     'interrupted one resumes)')
   try:
     main()
   except BrokenPipeError:  # the listing piped into `head`
@@ -250,9 +255,4 @@ if __name__ == '__main__':
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   except Interrupted as e:
-    print(f'{e} (rerun the sweep: finished runs are skipped)', file=sys.stderr)
-    sys.exit(130)
-  except KeyboardInterrupt:
-    print('interrupted; rerun the sweep to carry on (finished runs are skipped, an interrupted '
-          'one resumes)', file=sys.stderr)
-    sys.exit(130)
+    interrupts.exit_at_once(f'{e} (rerun the sweep: finished runs are skipped)', e.code)

@@ -2,6 +2,7 @@
 photos outside the collection, edits, export, mode=map and its bad input."""
 
 import json
+import re
 import shutil
 
 import jax.numpy as jnp
@@ -117,6 +118,13 @@ def test_bad_references_are_clear_exceptions(run, tmp_path):
     run.transfer([[1, 1], [40, 2]], 0, 1)
   with pytest.raises(UserError, match=r'must be \[K, 2\]'):
     run.transfer([1, 2, 3], 0, 1)
+  # Points are numbers: not text, even text of digits, and not true/false.
+  for points, shown in ((['a', 'b'], "'a' (str)"), ([['12', '20']], "'12' (str)"),
+                        ([[True, False]], 'True (bool)'), ([[1.0, None]], 'None (NoneType)')):
+    with pytest.raises(UserError, match=rf'points: expected numbers, got {re.escape(shown)}'):
+      run.transfer(points, 0, 1)
+  with pytest.raises(UserError, match=rf'export: {tmp_path} is a folder; give a file path'):
+    run.export(tmp_path)
   with pytest.raises(UserError, match='no checkpoint in'):
     asic_jax.load(tmp_path)
   with pytest.raises(UserError, match="names: 'synthetic_001' is taken"):
@@ -194,3 +202,25 @@ def test_the_readme_example_runs_as_written(tiny_run, tmp_path):
   namespace = {}
   exec(compile(code, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
   assert (tmp_path / 'tiny.npz').is_file()
+
+
+def test_mode_map_again_replaces_the_last_runs_outputs_whole(tiny_run, tmp_path):
+  """A photo that left the folder leaves nothing behind: each run's outputs are one set."""
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  photos = tmp_path / 'new'
+  photos.mkdir()
+  for name in ('kept', 'gone'):
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(photos / f'{name}.png')
+  config = load_config('tiny', **{'mode': 'map', 'map.path': str(photos)})
+  api.map_run(config, workdir)
+  out = workdir / 'map' / 'new'
+  assert sorted(p.name for p in (out / 'colour_maps').iterdir()) == ['gone.png', 'kept.png']
+  (photos / 'gone.png').unlink()
+  api.map_run(config, workdir)
+  assert sorted(p.name for p in (out / 'colour_maps').iterdir()) == ['kept.png']
+  assert sorted(p.name for p in (out / 'points').iterdir()) == ['kept.png']
+  with np.load(out / 'canonical.npz', allow_pickle=False) as maps:
+    assert list(maps['names']) == ['kept'] and 'canonical_gone' not in maps.files
+  assert sorted(p.name for p in out.parent.iterdir()) == ['new']  # no staging folder left

@@ -1,13 +1,17 @@
-"""Checkpoints: a damaged latest one is set aside (never deleted) and the newest that reads
-is used, by training and by evaluation alike."""
+"""Checkpoints: a damaged latest one (state or config) is set aside (never deleted) and the
+newest that reads is used, by training and by evaluation alike; a save that finds the device
+full is one error and leaves the checkpoint before it as it was."""
 
+import errno
 import logging
+import os
 import shutil
 
+import numpy as np
 import pytest
 
-from asic_jax import checkpoint, eval_run, train
-from asic_jax.errors import UserError
+from asic_jax import checkpoint, eval_run, files, train
+from asic_jax.errors import DiskFull, UserError
 from conftest import load_config
 
 
@@ -45,3 +49,46 @@ def test_an_unreadable_explicit_step_is_an_error(tiny_run, tmp_path):
   _damage(workdir, 10)
   with pytest.raises(UserError, match=r'config.eval.step=10: the checkpoint in .* does not read'):
     eval_run.evaluate_run(load_config('tiny', **{'mode': 'eval', 'eval.step': 10}), workdir)
+
+
+def test_the_newest_checkpoint_whose_config_does_not_read_is_skipped_whole(
+    tiny_run, tmp_path, caplog):
+  """Checkpoint 20's state reads but its config does not: the run is restored at step 10,
+  state and config both, by the API and by evaluation alike."""
+  import asic_jax  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  (workdir / 'checkpoints' / '20' / 'config' / 'metadata').write_bytes(b'\x00{"mode": ')
+  caplog.set_level(logging.INFO, logger='asic_jax')
+  run = asic_jax.load(workdir)
+  assert run.step == 10 and run.config.train.num_steps == 20
+  assert any('/20 does not read' in r.message and 'skipped' in r.message for r in caplog.records)
+  assert (workdir / 'checkpoints' / '20').is_dir()  # a reader sets nothing aside
+
+
+def test_a_save_that_finds_the_device_full_names_it_and_keeps_the_last_one(tmp_path, monkeypatch):
+  """The device fills up inside Orbax's asynchronous save (before the rename that completes
+  it): one `DiskFull` naming the step's folder, the space free and about what a checkpoint
+  needs; the unfinished folder is removed, the checkpoint before it untouched."""
+  from orbax.checkpoint._src.path import atomicity  # pylint: disable=import-outside-toplevel
+  ckpt = checkpoint.Checkpointer(tmp_path, keep=1)  # keep=1: a save that completed deletes 2
+  state = {'w': np.arange(10_000, dtype=np.float32), 'b': np.zeros(3, np.float32)}
+  config = load_config('tiny')
+  ckpt.save(2, state, config)
+  ckpt.wait()
+  kept = tmp_path / 'checkpoints' / '2'
+  before = {p: p.read_bytes() for p in kept.rglob('*') if p.is_file()}
+
+  async def full(self):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, 'finalize', full)
+  with pytest.raises(DiskFull) as caught:
+    ckpt.save(4, {k: v + 1 for k, v in state.items()}, config)
+    ckpt.wait()
+  ckpt.close()
+  needed = files.human_size(sum(len(b) for b in before.values()))
+  assert str(caught.value).startswith(f'no space left on device writing {tmp_path}/checkpoints/4 (')
+  assert str(caught.value).endswith(f' free there, about {needed} needed)')
+  assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == ['2']
+  assert {p: p.read_bytes() for p in kept.rglob('*') if p.is_file()} == before

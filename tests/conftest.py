@@ -62,6 +62,15 @@ def load_config(name: str, arg: str = '', **overrides) -> ml_collections.ConfigD
   return config
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+  """The environment of a command-line run from a test: offline, and sharing this session's
+  compilation cache (a run whose step another run of the session compiled loads it)."""
+  return dict(os.environ,
+              HF_HUB_OFFLINE='1',
+              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+              **extra)
+
+
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
   """`python -m asic_jax.main ARGS` from the repository, offline, output captured."""
   return subprocess.run([sys.executable, '-m', 'asic_jax.main', *args],
@@ -69,7 +78,7 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                         capture_output=True,
                         text=True,
                         timeout=timeout,
-                        env=dict(os.environ, HF_HUB_OFFLINE='1'))
+                        env=cli_env())
 
 
 def readme_command(marker: str) -> str:
@@ -88,13 +97,10 @@ def tiny_run(tmp_path_factory) -> pathlib.Path:
   command = readme_command('asic_jax.main --config=configs/tiny.py')
   assert '--workdir=runs/tiny' in command
   command = command.replace('--workdir=runs/tiny', f'--workdir={workdir}')
-  env = dict(os.environ,
-             HF_HUB_OFFLINE='1',
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir)
   result = subprocess.run(command,
                           shell=True,
                           cwd=ROOT,
-                          env=env,
+                          env=cli_env(),
                           capture_output=True,
                           text=True,
                           timeout=600)

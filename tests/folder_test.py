@@ -54,6 +54,17 @@ def test_keypoint_json_lands_in_the_square_frame(tmp_path):
     ({
         'p0.png': [[1, 1]]
     }, r'\[x, y, visible\] triples'),
+    ({
+        'p0.png': [['10', '5', 1]]
+    }, r"keypoints.json: p0.png: expected numbers, got '10' \(str\)"),
+    ({
+        'p0.png': [[10, 5, 1], [None, 5, 1]],
+        'p1.png': [[1, 1, 1], [2, 2, 1]]
+    }, r'keypoints.json: p0.png: expected numbers, got None \(NoneType\)'),
+    ({
+        'p0.png': [[10, 5, 1], [10, 5]],
+        'p1.png': [[1, 1, 1], [2, 2, 1]]
+    }, 'keypoints.json: p0.png: expected rows of numbers of one length'),
 ])
 def test_bad_keypoint_json_is_a_clear_error(tmp_path, content, message):
   _photos(tmp_path)
@@ -109,3 +120,28 @@ def test_unsquare_gives_back_the_photo_at_its_size(tmp_path):
   assert back.shape == photo.shape and (frame.width, frame.height) == (48, 40)
   assert np.abs(back.astype(float) - photo).mean() < 12  # resampled twice, blocks of 8 px
   np.testing.assert_allclose(frame.to_original(frame.points([[3.0, 7.0]])), [[3.0, 7.0]])
+
+
+def test_an_animated_gif_gives_its_first_frame_and_other_files_are_named(tmp_path):
+  """Every image format PIL reads, GIFs included (an animation: its first frame, said so);
+  a file the loader skips is named, not silently left out."""
+  _photos(tmp_path)
+  frames = [Image.fromarray(np.full((20, 30, 3), value, np.uint8)) for value in (200, 10)]
+  frames[0].save(tmp_path / 'moving.gif', save_all=True, append_images=frames[1:])
+  (tmp_path / 'notes.txt').write_text('my photos')
+  (tmp_path / 'IMG_1.heic').write_bytes(b'not readable here')
+  with pytest.warns(UserWarning) as caught:
+    collection = folder.load_folder(tmp_path, 32)
+  said = ' | '.join(str(w.message) for w in caught)
+  assert 'moving.gif holds 2 frames (an animation, or pages): the first is used' in said
+  assert '2 files are not images and are skipped: IMG_1.heic, notes.txt' in said
+  assert collection.names == ('moving', 'p0', 'p1', 'p2')
+  # The first frame (200), not the second (10): mid-grey 200 maps to 200 / 127.5 - 1.
+  np.testing.assert_allclose(collection.images[0], 200 / 127.5 - 1, atol=0.02)
+
+
+def test_images_sharing_a_stem_are_named_both(tmp_path):
+  _photos(tmp_path)
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'p1.jpg')
+  with pytest.raises(UserError, match=r"p1.jpg and p1.png share the file stem 'p1'"):
+    folder.load_folder(tmp_path, 32)

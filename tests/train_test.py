@@ -6,6 +6,7 @@ every later run is a persistent-cache hit (compilation dominates on CPU).
 """
 
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -127,6 +128,20 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatc
   ckpt, step, state = _restore(tmp_path, config)
   assert ckpt.all_steps() == [2] and step == 2
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_fewer_steps_than_trained_says_so_and_keeps_config_json_true(tmp_path, caplog):
+  """Rerun with a smaller `train.num_steps`: nothing to train; a warning says the run is
+  further, its evaluation is of the step it is at, and config.json still describes it."""
+  train.train_and_evaluate(_tiny(**{'train.num_steps': 2, 'checkpoint.every': 2}), tmp_path)
+  saved = (tmp_path / 'config.json').read_text()
+  with caplog.at_level(logging.WARNING, logger='asic_jax'):
+    result = train.train_and_evaluate(_tiny(**{'train.num_steps': 1}), tmp_path)
+  assert f'{tmp_path} is already at step 2, past train.num_steps=1: nothing to train' in caplog.text
+  assert result['eval']['checkpoint_step'] == 2
+  assert (tmp_path / 'config.json').read_text() == saved
+  assert json.loads(saved)['train']['num_steps'] == 2
+  assert checkpoint.Checkpointer(tmp_path, read_only=True).all_steps() == [2]
 
 
 @pytest.fixture(scope='module')

@@ -135,8 +135,12 @@ class _Writer:
 
 
 def test_visualize_run_writes_every_figure_kind(tiny_run, tmp_path):
+  """Also when the workdir's eval/results.json and figures/captions.json are garbage: set
+  aside (kept), the captions rebuilt, the report written without the results."""
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
+  (workdir / 'eval' / 'results.json').write_bytes(b'\x89PNG\r\n not json')
+  (workdir / 'figures' / 'captions.json').write_text('{"colour_maps": "cut sho')
   sticker = np.zeros((20, 30, 4), np.uint8)
   sticker[5:15, 5:25] = [255, 0, 0, 255]
   Image.fromarray(sticker).save(tmp_path / 'sticker.png')
@@ -168,6 +172,8 @@ def test_visualize_run_writes_every_figure_kind(tiny_run, tmp_path):
   with Image.open(workdir / 'edits' / 'synthetic_000.png') as image:
     assert image.size == (32, 32)
   assert (workdir / 'report' / 'index.html').is_file()
+  assert (workdir / 'eval' / 'results.json.unreadable').read_bytes() == b'\x89PNG\r\n not json'
+  assert 'No metrics table' in (workdir / 'report' / 'index.html').read_text()
 
   found = {
       name: (np.asarray(Image.open(workdir / 'figures' / f'{name}.png')), caption)

@@ -13,6 +13,7 @@ masks go through the same frame.
 
 import json
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -58,8 +59,10 @@ def read_keypoints(path: str | pathlib.Path, files: list[pathlib.Path],
   visible = np.zeros((len(files), k), bool)
   for name, rows in entries.items():
     i = by_name[name]
-    rows = np.asarray(rows, np.float64).reshape(k, -1)
-    if rows.shape[1] != 3:
+    rows = images_lib.numbers(rows, f'{path}: {name}')
+    if rows.size == 0:
+      rows = rows.reshape(k, 3)
+    if rows.shape != (k, 3):
       raise UserError(f'{path}: {name}: keypoints are [x, y, visible] triples')
     visible[i] = rows[:, 2] > 0
     points[i] = np.where(visible[i, :, None], frames[i].points(rows[:, :2]), 0.0)
@@ -84,12 +87,16 @@ def load_folder(path: str | pathlib.Path,
     raise UserError(f'image folder not found: {path}; give --config.data.path=DIR, a folder '
                     'of images')
   files = images_lib.list_images(path)
+  skipped = images_lib.skipped_files(path, (KEYPOINTS_FILE,))
+  if skipped:
+    warnings.warn(f'{path}: {len(skipped)} files are not images and are skipped: '
+                  f'{", ".join(skipped[:5])}{" ..." if len(skipped) > 5 else ""} (images: '
+                  f'{", ".join(images_lib.IMAGE_SUFFIXES)})')
   if len(files) < 2:
     raise UserError(f'{path}: a collection needs at least two images, found {len(files)} '
                     f'({", ".join(images_lib.IMAGE_SUFFIXES)})')
+  images_lib.unique_stems(files, str(path))
   stems = [p.stem for p in files]
-  if len(set(stems)) != len(stems):
-    raise UserError(f'{path}: two images share a file stem; names must be unique')
   squares, frames, masks = [], [], []
   mask_files = find_masks(mask_dir, stems) if mask_dir else [None] * len(files)
   for file, mask_path in zip(files, mask_files):

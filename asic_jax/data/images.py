@@ -8,26 +8,30 @@ padding and scale so keypoints follow their image exactly.
 
 import dataclasses
 import pathlib
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from asic_jax.errors import UserError
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.gif')
 
 
 def read_rgb(path: str | pathlib.Path) -> np.ndarray:
   """An image file as `[H, W, 3]` uint8 RGB.
 
   Grayscale (8- or 16-bit), palette, CMYK and float images are converted; an
-  alpha channel is composited over white. An unreadable file raises `UserError`
-  naming it.
+  alpha channel is composited over white; of several frames (an animated GIF, a
+  multi-page TIFF), the first, with a warning. An unreadable file raises `UserError` naming it.
   """
   path = pathlib.Path(path)
   try:
     with Image.open(path) as image:
-      image.load()
+      image.load()  # the first frame
+      if getattr(image, 'n_frames', 1) > 1:
+        warnings.warn(f'{path} holds {image.n_frames} frames (an animation, or pages): the '
+                      'first is used')
       return _to_rgb(image)
   except FileNotFoundError as e:
     raise UserError(f'image not found: {path}') from e
@@ -163,3 +167,40 @@ def list_images(folder: str | pathlib.Path) -> list[pathlib.Path]:
   """Image files directly in `folder`, sorted by name."""
   folder = pathlib.Path(folder)
   return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def skipped_files(folder: str | pathlib.Path, expected: tuple[str, ...] = ()) -> list[str]:
+  """Names of the files directly in `folder` that `list_images` leaves out (not hidden ones,
+  nor the `expected` names: a keypoint file, say)."""
+  folder = pathlib.Path(folder)
+  return sorted(p.name
+                for p in folder.iterdir()
+                if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES
+                and not p.name.startswith('.') and p.name not in expected)
+
+
+def unique_stems(files: list[pathlib.Path], where: str) -> None:
+  """Raises `UserError` naming a file stem two of `files` share (images are named by stem)."""
+  seen = {}
+  for path in files:
+    if path.stem in seen:
+      raise UserError(f'{where}: {seen[path.stem].name} and {path.name} share the file stem '
+                      f'{path.stem!r}, and images are named by stem; rename one')
+    seen[path.stem] = path
+
+
+def numbers(value, what: str) -> np.ndarray:
+  """`value` (nested lists or an array of real numbers) as float64. Anything else (text, even
+  '12'; true/false alone; null; rows of different lengths) raises `UserError` naming `what`
+  and the first value that is not a number."""
+  try:
+    array = np.asarray(value)
+  except ValueError:
+    raise UserError(f'{what}: expected rows of numbers of one length, got {value!r:.80}') from None
+  if array.dtype.kind not in 'iuf':
+    bad = next((x for x in array.ravel()
+                if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.number))),
+               array.ravel()[0] if array.size else value)
+    bad = bad.item() if isinstance(bad, np.generic) else bad
+    raise UserError(f'{what}: expected numbers, got {bad!r} ({type(bad).__name__})')
+  return array.astype(np.float64)
