@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from asic_jax import files
+from asic_jax import files, saved_config
 
 log = logging.getLogger(__name__)
 ASIDE = 'checkpoints_unreadable'
@@ -205,13 +205,12 @@ class Checkpointer:
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
     """The config saved beside the checkpoint at `step` (the latest when None), over today's
-    defaults: a key added since the run was saved takes its default (`config_lib.from_saved`)."""
+    defaults: a key added since the run was saved takes its default (`saved_config.from_saved`)."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {self.directory}')
     restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    from asic_jax import config_lib  # pylint: disable=import-outside-toplevel
-    return config_lib.from_saved(restored.config)
+    return saved_config.from_saved(restored.config)
 
   def newest_config(self, warn: bool = True) -> tuple[int, ml_collections.ConfigDict] | None:
     """`(step, config)` of the newest checkpoint whose config reads, or None. Newer ones whose

@@ -11,9 +11,10 @@ Every value can be overridden on the command line, `--config.train.num_steps=100
 
 import hashlib
 import json
-import math
 
 import ml_collections
+
+from asic_jax.errors import UserError
 
 # Presets a config arg may name (the losses' settings), shapes (`cpu`: the size of the run),
 # backbones (`dinov2`: where pseudo-matches, masks and parts come from), options
@@ -58,23 +59,6 @@ EVAL_SETTINGS = ('mode', 'eval', 'baseline', 'vis', 'edit', 'map', 'data.root',
                  'features.cache_dir')
 
 
-def from_saved(saved: dict) -> ml_collections.ConfigDict:
-  """A saved config (its JSON) over `base_config()`'s defaults, so that a run saved before a
-  key existed reads with that key at its default; every saved value is kept as saved."""
-  config = base_config()
-
-  def merge(node, values):
-    for key, value in values.items():
-      if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
-        merge(node[key], value)
-      else:
-        with node.ignore_type():
-          node[key] = value
-
-  merge(config, dict(saved))
-  return config
-
-
 def parent(tree, dotted: str):
   """(the mapping holding `dotted`'s last part, that part); None for the mapping when a level
   on the way is missing. Works on ConfigDicts and plain dicts alike."""
@@ -103,42 +87,14 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-# What a resumed run may change besides `EVAL_SETTINGS`: how long it runs and how it logs,
-# checkpoints and spreads over devices. Any other difference from the checkpoint's config is
-# another run, refused in that workdir (`changed_settings`).
-RESUME_SETTINGS = EVAL_SETTINGS + ('train.num_steps', 'train.log_every', 'checkpoint', 'parallel',
-                                   'distributed', 'coordinator_address', 'num_processes',
-                                   'process_id', 'features.batch_size', 'features.query_chunk')
-
-
-def changed_settings(saved: ml_collections.ConfigDict,
-                     current: ml_collections.ConfigDict) -> list[str]:
-  """`key: saved -> current` for every setting outside `RESUME_SETTINGS` that differs."""
-
-  def flat(config):
-    out = {}
-
-    def walk(node, prefix):
-      for key, value in node.items():
-        dotted = f'{prefix}{key}'
-        if isinstance(value, dict):
-          walk(value, dotted + '.')
-        else:
-          out[dotted] = value
-
-    walk(json.loads(config.to_json()), '')
-    return out
-
-  a, b = flat(saved), flat(current)
-  return [
-      f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b))
-      if a.get(k) != b.get(k) and not any(k == s or k.startswith(s + '.') for s in RESUME_SETTINGS)
-  ]
+def within(dotted: str, settings) -> bool:
+  """Whether the dotted key is one of `settings` or inside one ('eval.step' in 'eval')."""
+  return any(dotted == s or dotted.startswith(s + '.') for s in settings)
 
 
 def is_eval_setting(dotted: str) -> bool:
   """Whether the dotted key is one of `EVAL_SETTINGS` or inside one ('eval.step')."""
-  return any(dotted == s or dotted.startswith(s + '.') for s in EVAL_SETTINGS)
+  return within(dotted, EVAL_SETTINGS)
 
 
 def parse_arg(arg: str | None) -> tuple[list[str], set[str]]:
@@ -153,7 +109,6 @@ def no_words(arg: str | None, config_file: str) -> None:
   say) is an error naming it."""
   words, _ = parse_arg(arg)
   if words:
-    from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
     raise UserError(f'{config_file} takes only {FLAGS} in its arg, got {words}')
 
 
@@ -163,7 +118,6 @@ def benchmark_config(arg: str | None, *, config_file: str, data_name: str, datas
   names it (`default` without one); anything else is an error naming the valid ones."""
   c = base_config(arg)
   words, _ = parse_arg(arg)
-  from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   if len(words) > 1:
     raise UserError(f'{config_file} takes one {label}, got {words}')
   valid = {str(v): v for v in categories}
@@ -430,86 +384,3 @@ def apply_released(c: ml_collections.ConfigDict) -> None:
   c.loss.parts = 10.0
   c.loss.perceptual = 'vgg_ssl'
   c.parts.num_parts = 4
-
-
-def validate(c: ml_collections.ConfigDict) -> None:
-  """Checks values whose mistakes would otherwise surface deep inside a compiled step.
-
-  Each list of valid choices comes from the module that owns it.
-
-  Raises:
-    UserError: naming the first bad field.
-  """
-  # pylint: disable=import-outside-toplevel
-  from asic_jax import baseline, evaluate, losses, objective, optim, parallel
-  from asic_jax import state as state_lib
-  from asic_jax.correspondences import extract, kmeans
-  from asic_jax.data import benchmark
-  from asic_jax.errors import UserError
-  from asic_jax.models import perceptual, vgg
-
-  def need(ok: bool, field: str, what: str) -> None:
-    if not ok:
-      raise UserError(f'config.{field} must be {what}, got {get(c, field)!r}')
-
-  def choice(field: str, valid) -> None:
-    need(get(c, field) in valid, field, f'one of {tuple(valid)}')
-
-  choice('parallel', parallel.MODES)
-  choice('dtype', state_lib.DTYPES)
-  need(c.train.num_steps >= 0, 'train.num_steps', '>= 0')
-  need(c.train.batch_size >= 2 and c.train.batch_size % 2 == 0, 'train.batch_size',
-       'an even number >= 2 (images; pairs = half)')
-  need(c.train.log_every >= 1, 'train.log_every', '>= 1')
-  need(c.checkpoint.every >= 1, 'checkpoint.every', '>= 1')
-  need(c.checkpoint.keep >= 1, 'checkpoint.keep', '>= 1')
-  choice('optim.schedule', optim.SCHEDULES)
-  need(math.isfinite(c.optim.lr) and c.optim.lr > 0, 'optim.lr', 'a finite number > 0')
-  for name in ('b1', 'b2'):
-    need(0 <= c.optim[name] < 1, f'optim.{name}', 'in [0, 1)')
-  need(c.optim.eps > 0, 'optim.eps', '> 0')
-  need(c.optim.period > 0, 'optim.period', '> 0')
-  need(c.optim.period_mult >= 1, 'optim.period_mult', '>= 1')
-  choice('loss.form', losses.FORMS)
-  choice('preset', PRESETS)
-  need(
-      c.preset != 'released' or c.loss.form == 'released', 'preset',
-      "set through the config arg (--config=configs/<name>.py:released): "
-      "--config.preset alone would only relabel a run of the paper's settings")
-  choice('loss.perceptual', perceptual.KINDS)
-  for term in objective.TERMS:
-    need(c.loss[term] >= 0, f'loss.{term}', '>= 0')
-  need(c.loss.kp_temperature > 0, 'loss.kp_temperature', '> 0')
-  need(c.data.img_size >= 16 and c.data.img_size % 16 == 0, 'data.img_size',
-       'a multiple of 16 (the U-Net pools 4 times)')
-  need(c.loss.recon_size >= 1 and c.data.img_size % c.loss.recon_size == 0, 'loss.recon_size',
-       'a divisor of data.img_size')
-  need(0.0 <= c.augment.tps_scale < 0.5, 'augment.tps_scale', 'in [0, 0.5)')
-  for name in ('jitter_prob', 'gray_prob', 'blur_prob', 'solarize_prob'):
-    need(0.0 <= c.augment[name] <= 1.0, f'augment.{name}', 'a probability in [0, 1]')
-  need(c.augment.hue <= 0.5, 'augment.hue', '<= 0.5')
-  need(c.model.channel_multiplier > 0, 'model.channel_multiplier', '> 0')
-  need(c.model.grid_size >= 2, 'model.grid_size', '>= 2')
-  need(c.parts.num_parts >= 1, 'parts.num_parts', '>= 1')
-  need(c.pairs.max_per_image >= 0, 'pairs.max_per_image', '>= 0')
-  choice('features.backbone', extract.BACKBONES)
-  choice('features.masks', extract.MASKS)
-  need(c.features.stride >= 1, 'features.stride', '>= 1')
-  for name in ('match_layer', 'seg_layer'):
-    choice(f'features.vgg.{name}', vgg.LAYERS)
-  need(c.features.vgg.stride in vgg.STRIDES and c.data.img_size % c.features.vgg.stride == 0,
-       'features.vgg.stride', f'one of {vgg.STRIDES} dividing data.img_size')
-  choice('features.elbow_keep', kmeans.ELBOW_KEEPS)
-  choice('eval.threshold', ('',) + benchmark.THRESHOLD_KINDS)
-  choice('eval.transfer', evaluate.TRANSFERS)
-  need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
-  need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')
-  need(c.eval.refine_window >= 0, 'eval.refine_window', '>= 0 (a fraction of the image side)')
-  need(c.eval.refine_temperature >= 0, 'eval.refine_temperature', '>= 0 (0: argmax)')
-  need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
-  need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
-  choice('baseline.method', baseline.METHODS)
-  choice('baseline.preset', baseline.PRESETS)
-  need(c.vis.every >= 0, 'vis.every', '>= 0')
-  if c.data.name == 'synthetic':
-    need(c.data.synthetic.num_images >= 2, 'data.synthetic.num_images', '>= 2')

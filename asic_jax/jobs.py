@@ -11,7 +11,7 @@ import warnings
 
 import ml_collections
 
-from asic_jax import config_lib, files
+from asic_jax import files
 from asic_jax.errors import UserError
 
 
@@ -91,7 +91,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, given: S
   """
   # Imported here, so that the command line's errors do not wait for JAX to load.
   # pylint: disable=import-outside-toplevel
-  from asic_jax import api, baseline, eval_run, prepare, restore, train, visualize
+  from asic_jax import api, baseline, eval_run, prepare, restore, train, validate, visualize
   jobs = {
       'train': train.train_and_evaluate,
       'extract': prepare.extract_job,
@@ -102,7 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, given: S
   }
   if config.mode not in jobs:
     raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
-  config_lib.validate(config)
+  validate.check(config)
   check_workdir(workdir)
   if config.mode in ON_TRAINED_RUN:
     ignored = restore.ignored_settings(config, workdir, given)

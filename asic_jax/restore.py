@@ -9,7 +9,7 @@ from typing import Sequence
 
 import ml_collections
 
-from asic_jax import checkpoint, config_lib, files, optim, parallel, prepare
+from asic_jax import checkpoint, config_lib, files, optim, parallel, prepare, saved_config
 from asic_jax import state as state_lib
 from asic_jax.errors import UserError
 
@@ -19,19 +19,7 @@ def training_config(cli: ml_collections.ConfigDict | None, checkpointer: checkpo
                     step: int | None) -> ml_collections.ConfigDict:
   """The config saved with the checkpoint, with the command line's evaluation settings
   (`cli`; None keeps the saved ones)."""
-  return overlay(cli, checkpointer.restore_config(step))
-
-
-def overlay(cli: ml_collections.ConfigDict | None,
-            config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config` (a saved one) with the command line's evaluation settings (`cli`; None keeps
-  the saved ones), in place."""
-  for dotted in config_lib.EVAL_SETTINGS if cli is not None else ():
-    src, last = config_lib.parent(cli, dotted)
-    dst, _ = config_lib.parent(config, dotted)
-    if src is not None and dst is not None and last in src:
-      dst[last] = src[last]
-  return config
+  return saved_config.overlay(cli, checkpointer.restore_config(step))
 
 
 def restore_run(config: ml_collections.ConfigDict | None,
@@ -82,7 +70,7 @@ def restore_run(config: ml_collections.ConfigDict | None,
   if found is None:
     raise UserError(f'no checkpoint in {checkpointer.directory} reads (saved steps: {steps}): '
                     'the config saved with each does not read')
-  collection = prepare.load(overlay(config, found[1]))
+  collection = prepare.load(saved_config.overlay(config, found[1]))
   found = checkpointer.restore_latest(_abstract(found[1], collection))
   if found is None:
     raise UserError(f'no checkpoint in {checkpointer.directory} reads (saved steps: {steps}); '

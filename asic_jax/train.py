@@ -24,7 +24,8 @@ from tqdm import tqdm
 from tqdm.contrib import logging as tqdm_logging
 
 from asic_jax import (checkpoint, config_lib, eval_run, explore, files, inference, interrupts,
-                      lock, objective, optim, parallel, prepare, report, visualize)
+                      lock, objective, optim, parallel, prepare, report, saved_config,
+                      visualize)
 from asic_jax import state as state_lib
 from asic_jax.errors import DiskFull, Interrupted, NonFiniteError, UserError, WorkdirLocked
 from asic_jax.logs import MetricsWriter
@@ -100,7 +101,7 @@ def check_same_run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
   if found is None:
     return  # no checkpoint, or none whose config reads (restore_or_init names them)
   step, saved = found
-  changed = config_lib.changed_settings(saved, config)
+  changed = saved_config.changed_settings(saved, config)
   if changed:
     shown = '; '.join(changed[:3]) + (f'; and {len(changed) - 3} more' if len(changed) > 3 else '')
     raise UserError(f'{workdir} holds another run (config {config_lib.config_hash(saved)} at step '

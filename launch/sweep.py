@@ -30,7 +30,7 @@ import sys
 
 import ml_collections
 
-from asic_jax import config_lib, files
+from asic_jax import config_lib, files, saved_config
 from asic_jax.errors import UserError
 
 # Keys of `add(...)` that are not config fields.
@@ -195,14 +195,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def _check_same_run(workdir: pathlib.Path, config: ml_collections.ConfigDict, saved_hash: str,
                     this_hash: str) -> None:
-  """A workdir whose run differs from this sweep's only in `config_lib.RESUME_SETTINGS` (more
+  """A workdir whose run differs from this sweep's only in `saved_config.RESUME_SETTINGS` (more
   steps, other logging) is the same run, resumed or extended as train itself would; any other
   difference is refused, naming it."""
   saved = workdir / 'config.json'
   changed = ['its config.json is missing']
   if saved.is_file():
-    changed = config_lib.changed_settings(config_lib.from_saved(json.loads(saved.read_text())),
-                                          config)
+    changed = saved_config.changed_settings(
+        saved_config.from_saved(json.loads(saved.read_text())), config)
   if changed:
     raise UserError(f'{workdir} holds a run of another config (hash {saved_hash}, this sweep\'s '
                     f'run is {this_hash}: {"; ".join(changed[:3])}); remove it or give another '

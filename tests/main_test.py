@@ -225,10 +225,10 @@ def test_every_mode_is_dispatched():
     ('baseline.preset', 'dino', r"config.baseline.preset must be one of \('dvd', 'asic'\)"),
 ])
 def test_bad_values_are_named_before_anything_runs(field, value, message):
-  from asic_jax import config_lib  # pylint: disable=import-outside-toplevel
-  config_lib.validate(load_config('tiny'))
+  from asic_jax import validate  # pylint: disable=import-outside-toplevel
+  validate.check(load_config('tiny'))
   with pytest.raises(UserError, match=message):
-    config_lib.validate(load_config('tiny', **{field: value}))
+    validate.check(load_config('tiny', **{field: value}))
 
 
 @pytest.mark.parametrize('name', ['base', 'folder', 'tiny'])

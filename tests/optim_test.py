@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asic_jax import config_lib, optim
+from asic_jax import config_lib, optim, validate
 from conftest import load_config, load_reference
 
 
@@ -62,8 +62,8 @@ def test_config_validation_names_the_field():
     section, key = field.split('.')
     config[section][key] = value
     with pytest.raises(UserError, match=message):
-      config_lib.validate(config)
-  config_lib.validate(config_lib.base_config('released'))
+      validate.check(config)
+  validate.check(config_lib.base_config('released'))
 
 
 def test_cosine_decays_from_the_peak_to_zero_over_the_run():

@@ -154,7 +154,7 @@ def test_a_workdir_of_another_config_is_an_error_not_overwritten(tmp_path):
 
 def test_a_run_extended_by_more_steps_is_the_same_run_another_learning_rate_is_not(tmp_path):
   # The sweep's record hashes the whole config; a workdir whose run differs only in what a
-  # resume may change (config_lib.RESUME_SETTINGS) is resumed, as train itself would.
+  # resume may change (saved_config.RESUME_SETTINGS) is resumed, as train itself would.
   plan = sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run'])
   workdir, config = pathlib.Path(plan[0]['workdir']), plan[0]['config']
   workdir.mkdir(parents=True)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from asic_jax import config_lib
+from asic_jax import validate
 from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import extract
 from asic_jax.data import collection as collection_lib
@@ -97,7 +97,7 @@ def test_the_backbone_and_its_layers_are_part_of_the_cache_key(monkeypatch):
 ])
 def test_bad_backbone_settings_are_named(field, value, message):
   with pytest.raises(UserError, match=message.replace('(', r'\(').replace(')', r'\)')):
-    config_lib.validate(load_config('folder', **{field: value}))
+    validate.check(load_config('folder', **{field: value}))
 
 
 def test_coseg_without_saliency_is_refused_before_extracting(monkeypatch):
