@@ -22,7 +22,6 @@ with the new photos for `'coseg'`).
 """
 
 import functools
-import json
 import os
 import pathlib
 from typing import Sequence
@@ -60,12 +59,13 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> 'Alignment':
   Raises:
     UserError: no checkpoint, no such step, or the run's dataset is gone.
   """
-  return _restored(None, workdir, step=int(step or 0))
+  return restored(None, workdir, step=int(step or 0))
 
 
-def _restored(cli, workdir, step: int = 0) -> 'Alignment':
-  """`restore.restore_run` (with the command line's evaluation settings, or none) as an
-  `Alignment`."""
+def restored(cli, workdir, step: int = 0) -> 'Alignment':
+  """`restore.restore_run` as an `Alignment`: the run in `workdir` at `step` (0: the newest
+  that reads), or at `cli.eval.step` with the command line's evaluation settings (`cli`; None:
+  the run's own)."""
   config, collection, state, step = restore.restore_run(cli, workdir, step=step)
   flows = inference.collection_flows(config, state, collection.images,
                                      flipped=collection.flipped)
@@ -337,7 +337,7 @@ class Alignment:
         training did (see the module docstring).
       names: one per image; by default the file stems (arrays: 'new_0', ...).
     """
-    photos, default_names = _read_photos(images)
+    photos, default_names = read_photos(images)
     names = tuple(names) if names is not None else default_names
     if len(names) != len(photos):
       raise UserError(f'names: {len(names)} names for {len(photos)} images')
@@ -403,7 +403,7 @@ class Alignment:
     return np.stack([frame.area(size) for frame in frames])  # the whole photos
 
 
-def _read_photos(images, what: str = 'images') -> tuple[list[np.ndarray], tuple[str, ...]]:
+def read_photos(images, what: str = 'images') -> tuple[list[np.ndarray], tuple[str, ...]]:
   """`[H, W, 3]` uint8 photos and their default names from a folder, files or arrays; errors
   name the argument `what`."""
   if isinstance(images, (str, os.PathLike)):
@@ -430,100 +430,3 @@ def _read_photos(images, what: str = 'images') -> tuple[list[np.ndarray], tuple[
       photos.append(array)
       names.append(f'new_{i}')
   return photos, tuple(names)
-
-
-def map_run(config, workdir: str | os.PathLike) -> dict:
-  """`config.mode='map'`: the photos of `map.path` mapped by the run in `workdir`.
-
-  Writes `WORKDIR/map/<folder name>/`: `canonical.npz` (`canonical_<name>` `[H, W, 2]` and
-  `mask_<name>` `[H, W]` of every new photo, at its own size), `colour_maps/<name>.png`,
-  `explore.html` (the explorer of the collection and the new photos together, linked from the
-  refreshed `report/index.html`), and with keypoints (`map.keypoints='SRC:points.json'`, points in
-  SRC's pixels, or else the collection's first annotated image's own) `points.json` and
-  `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
-  `edits/<name>.png`. Inputs are all read before anything is written; the folder is written
-  beside its place and replaces the last run's whole (`files.staged_folder`), so it never
-  mixes two runs' photos.
-  """
-  if not config.map.path:
-    raise UserError('config.map.path: give a folder of photos to map (--config.map.path=DIR)')
-  folder = pathlib.Path(config.map.path)
-  photos, names = _read_photos(folder, 'config.map.path')
-  run = _restored(config, workdir)
-  known = len(run)
-  mapped = run.map(photos, names=names)
-  source, points = _map_keypoints(config, run)
-  edit = visualize.load_edit(config.edit.image) if config.edit.image else None
-  on = visualize.edit_index(str(config.edit.on), mapped.names) if edit is not None else None
-  out = pathlib.Path(workdir) / 'map' / folder.name
-  new = list(range(known, len(mapped)))
-  from asic_jax import drawing, files, parallel  # pylint: disable=import-outside-toplevel
-  summary = dict(images=[mapped.names[i] for i in new], folder=str(out), step=run.step)
-  if not parallel.is_primary():
-    return summary
-  with files.staged_folder(out) as stage:
-    canonical = {mapped.names[i]: mapped.canonical(i) for i in new}
-    arrays = {f'canonical_{name}': c for name, (c, _) in canonical.items()}
-    arrays.update({f'mask_{name}': m for name, (_, m) in canonical.items()})
-    files.write_atomic(stage / 'canonical.npz',
-                       lambda f: np.savez(f, names=np.asarray(list(canonical)), **arrays))
-    for i in new:
-      drawing.write_png(stage / 'colour_maps' / f'{mapped.names[i]}.png', mapped.colour_map(i))
-    if points is not None:
-      moved = {mapped.names[i]: mapped.transfer(points, source, i).tolist() for i in new}
-      files.write_text_atomic(
-          stage / 'points.json',
-          json.dumps(dict(source=run.names[source], points=points.tolist(), transferred=moved),
-                     indent=2))
-      colours = drawing.PALETTE[np.arange(len(points)) % len(drawing.PALETTE)]
-      for i in new:
-        drawing.write_png(
-            stage / 'points' / f'{mapped.names[i]}.png',
-            drawing.draw_points(mapped.photo(i), np.asarray(moved[mapped.names[i]]), colours))
-      summary['points'] = len(points)
-    if edit is not None:
-      edited = mapped.propagate(edit, 'canonical' if on is None else on)
-      for i in new:
-        drawing.write_png(stage / 'edits' / f'{mapped.names[i]}.png', edited[mapped.names[i]])
-    from asic_jax import explore  # pylint: disable=import-outside-toplevel
-    c = run.collection
-    explore.write_explorer(mapped,
-                           stage / 'explore.html',
-                           back='../../report/index.html',
-                           keypoints=c.keypoints,
-                           visibility=c.visibility,
-                           mapped_from=known,
-                           title=f'ASIC run {pathlib.Path(workdir).absolute().name}: '
-                           f'{folder.name} mapped')
-  from asic_jax import report  # pylint: disable=import-outside-toplevel
-  report.write_report(workdir)  # which links the new explorer
-  import logging  # pylint: disable=import-outside-toplevel
-  logging.getLogger(__name__).info('%d photos of %s mapped by step %d: %s', len(new), folder,
-                                   run.step, out)
-  return summary
-
-
-def _map_keypoints(config, run: Alignment) -> tuple[int, np.ndarray | None]:
-  """(source image, `[K, 2]` points in its pixels) for `map.keypoints`, or (0, None)."""
-  spec = config.map.keypoints
-  if spec:
-    name, sep, path = spec.rpartition(':')
-    if not sep or not name:
-      raise UserError(f'config.map.keypoints must be SRC_IMAGE:points.json, got {spec!r}')
-    source = run.index(name)
-    try:
-      points = json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError) as e:
-      raise UserError(f'config.map.keypoints: cannot read {path}: {e}') from None
-    points = images_lib.numbers(points, f'config.map.keypoints ({path})')
-    if points.ndim != 2 or points.shape[1] < 2:
-      raise UserError(f'config.map.keypoints: {path} must hold [[x, y], ...], got {points.shape}')
-    points = points[:, :2]
-    run._to_square(source, points, f'config.map.keypoints ({path})')  # pylint: disable=protected-access
-    return source, points
-  c = run.collection
-  if c.keypoints is None or not c.visibility.any():
-    return 0, None
-  source = int(np.argmax(c.visibility.any(axis=1)))
-  seen = c.visibility[source]
-  return source, run.frame(source).to_original(c.keypoints[source][seen])

@@ -1,5 +1,5 @@
-"""The paper's baselines under ASIC's own protocol (`mode=baseline`): NN and NBB-style MLS,
-over any backbone.
+"""The paper's baselines under ASIC's own protocol (`mode=baseline`, `asic_jax.jobs.baseline`): NN
+and NBB-style MLS, over any backbone.
 
 * `nn` (DINO+NN, VGG+NN): each source keypoint takes the descriptor of its patch; its
   prediction is the centre of the target patch most cosine-similar to it.
@@ -19,7 +19,6 @@ and a corner-aligned resize maps pixel p of the S frame to p (size - 1) / (S - 1
 """
 
 import functools
-import logging
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +27,9 @@ import numpy as np
 
 from asic_jax import eval_run
 from asic_jax.correspondences import extract, matching, orientation
-from asic_jax.data import loaders
 from asic_jax.errors import UserError
 from asic_jax.models import dino
 from asic_jax.ops import sampling
-
-log = logging.getLogger(__name__)
 
 METHODS = ('nn', 'mls')
 # DINO descriptor presets (DESIGN §5).
@@ -242,15 +238,13 @@ def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.n
                  jnp.asarray(points, jnp.float32) * scale, float(config.baseline.mls_alpha))) / scale
 
 
-def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
-  """`config.mode='baseline'`: `baseline.method` over `features.backbone`, no checkpoint."""
+def evaluate(config: ml_collections.ConfigDict, collection) -> dict:
+  """`baseline.method` over `features.backbone` on `collection` (described as ASIC's run
+  orients it, where it has `flipped`), scored by `eval_run.score`: the results, with the
+  method's name (`<backbone>_<method>`) and settings."""
   method, backbone = config.baseline.method, config.features.backbone
   if method not in METHODS:
     raise UserError(f'config.baseline.method must be one of {METHODS}, got {method!r}')
-  collection = loaders.load_collection(config)  # no pseudo-matches: the baselines need none
-  if config.features.orient:  # the orientation ASIC's run took (from the extraction cache)
-    collection = collection.replace(
-        flipped=extract.add_correspondences(collection, config).flipped)
   if backbone == 'vgg16':
     descriptors, centers, size, settings = _vgg_descriptors(config, collection)
   else:
@@ -260,14 +254,16 @@ def baseline_run(config: ml_collections.ConfigDict, workdir) -> dict:
          if method == 'nn' else 'the affine moving-least-squares warp (alpha '
          f'{config.baseline.mls_alpha}) of the pair\'s mutual nearest-neighbour patches')
   results = eval_run.score(collection, fn, config, f'{how}, within the target\'s mask or photo')
-  name = f'{backbone}_{method}'
   settings.update(method=method, backbone=backbone, orient=bool(config.features.orient))
   if collection.flipped is not None:
     settings['flipped'] = [n for n, f in zip(collection.names, collection.flipped) if f]
   if method == 'mls':
     settings['mls_alpha'] = config.baseline.mls_alpha
-  results.update(method=name, baseline=settings)
-  label = f'{extract.VITS.get(backbone, "VGG-16")}+{method.upper()}'
-  path = eval_run.write(workdir, f'baseline_{name}', results, label)
-  log.info('%s; %s', eval_run.headline(results, label), path)
+  results.update(method=f'{backbone}_{method}', baseline=settings)
   return results
+
+
+def label(config: ml_collections.ConfigDict) -> str:
+  """The baseline's name in tables and logs: 'DINO+NN', 'VGG-16+MLS', ..."""
+  backbone = config.features.backbone
+  return f'{extract.VITS.get(backbone, "VGG-16")}+{config.baseline.method.upper()}'

@@ -1,5 +1,6 @@
-"""Evaluation: ASIC from an Orbax checkpoint (`mode=eval`) under each dataset's protocol,
-written to `WORKDIR/eval/`; `score` is the protocol the baselines (`asic_jax.baseline`) share.
+"""Evaluation under each dataset's protocol, written to `WORKDIR/eval/`: `evaluate_state` scores
+a train state (`mode=eval`, the end of training); `score` is the protocol the baselines
+(`asic_jax.baseline`) share.
 
 `eval/results.json` (ASIC) and `eval/baseline_*.json` (the baselines) hold every number with its
 protocol: PCK@alpha for alpha = 0.10 ... 0.01, pooled over keypoints and averaged per
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import config_lib, evaluate, files, inference, parallel, report, restore
+from asic_jax import config_lib, evaluate, files, inference, parallel
 from asic_jax.correspondences import extract, matching
 from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
@@ -217,19 +218,6 @@ def headline(results: dict, method: str = 'ASIC') -> str:
       parts.append(f'{cycle["metric"]}@0.10 {100 * cycle["pck"]["0.10"]:.1f}')
   step = f' at step {results["checkpoint_step"]}' if 'checkpoint_step' in results else ''
   return f'{method} on {results["collection"]}{step}: ' + '; '.join(parts)
-
-
-def evaluate_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """`config.mode='eval'`: ASIC from the latest (or `eval.step`) checkpoint in `workdir`;
-  prints the headline numbers and refreshes the run's report."""
-  trained, collection, state, step = restore.restore_run(config, workdir)
-  log.info('Evaluating %s at step %d', workdir, step)
-  results = evaluate_state(trained, state, collection, workdir, step=step)
-  log.info('%s; %s', headline(results), pathlib.Path(workdir) / 'eval' / 'results.json')
-  if parallel.is_primary():
-    restore.repair_config_json(workdir, step)
-    log.info('Report: %s', report.write_report(workdir))
-  return results
 
 
 def evaluate_state(config: ml_collections.ConfigDict,

@@ -5,9 +5,10 @@ import json
 import os
 import pathlib
 
+import numpy as np
 import tensorboardX
 
-from asic_jax import files, visualize
+from asic_jax import files
 
 
 class MetricsWriter:
@@ -57,10 +58,12 @@ class MetricsWriter:
       self._check_tensorboard()
       self._writer.add_scalar(name, value, step)
 
-  def figures(self, figures: visualize.Figures, step: int) -> None:
+  def figures(self, figures: dict[str, tuple[np.ndarray, str]], step: int) -> None:
+    """Each figure (`{name: (uint8 [H, W, 3], caption)}`) as the image `figures/<name>`."""
     if self._writer is not None:
       self._check_tensorboard()
-      visualize.log_figures(self._writer, figures, step)
+      for name, (image, _) in figures.items():
+        self._writer.add_image(f'figures/{name}', image, step, dataformats='HWC')
 
   def _check_tensorboard(self) -> None:
     """Stops the run when tensorboardX's writing thread has ended (a write of its failed):

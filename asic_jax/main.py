@@ -1,13 +1,20 @@
 """Entry point: `python -m asic_jax.main --config=configs/tiny.py --workdir=DIR`.
 
-`config.mode` selects the job. Any config value can be overridden with
-`--config.a.b=value`; a key that does not exist, a bad config file or a bad
-value is one readable line and exit status 2. Ctrl-C and SIGTERM stop the job
-cleanly with one line (`asic_jax.interrupts`): exit status 130 and 143.
+`config.mode` selects the job (`run`: a module of `asic_jax.jobs` each). Any config value
+can be overridden with `--config.a.b=value`; a key that does not exist, a bad config file or a
+bad value is one readable line and exit status 2. Ctrl-C and SIGTERM stop the job cleanly with
+one line (`asic_jax.interrupts`): exit status 130 and 143.
 """
 
+import logging
+import os
+import pathlib
 import re
 import sys
+import tempfile
+import threading
+from typing import Sequence
+import warnings
 
 if __name__ == '__main__':
   # Before anything else, so that a Ctrl-C even during the imports below is one line.
@@ -16,9 +23,10 @@ if __name__ == '__main__':
 
 # pylint: disable=wrong-import-position
 from absl import app, flags
+import ml_collections
 from ml_collections import config_flags
 
-from asic_jax import files, interrupts, jobs
+from asic_jax import files, interrupts
 from asic_jax.errors import DiskFull, Interrupted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config',
@@ -26,6 +34,107 @@ _CONFIG = config_flags.DEFINE_config_file('config',
                                           'A config file (configs/*.py[:arg]).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and reports.')
+
+
+def setup_process(config: ml_collections.ConfigDict) -> None:
+  """What a process does once before its first job (the command line and sweeps alike):
+  our progress messages at INFO on stderr, libraries (Orbax above all) only at WARNING,
+  and `jax.distributed.initialize()` when `config.distributed`. Calling it again is a no-op.
+  """
+  ours = logging.getLogger('asic_jax')
+  if not ours.handlers:  # only this function gives our logger a handler
+    # A warning is one line (Python's default adds the source line that raised it).
+    warnings.formatwarning = lambda message, category, *_, **__: (f'{category.__name__}: '
+                                                                  f'{message}\n')
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    _quiet_background_failures()
+  if config.distributed:
+    from asic_jax import parallel  # pylint: disable=import-outside-toplevel
+    parallel.initialize_distributed(config)
+
+
+def _quiet_background_failures() -> None:
+  """A full device met by a library's background thread (TensorBoard's writer, Orbax's save)
+  is reported once, as one line, by the next write of the job's own thread (`DiskFull`): the
+  background thread's traceback is dropped, and so are TensorStore's reports of the callbacks
+  it can no longer deliver to Orbax's event loop, closed by the failed save (one per pending
+  write: over a hundred)."""
+  thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+
+  def on_thread(args):
+    if not files.is_disk_full(args.exc_value):
+      thread_hook(args)
+
+  def on_unraisable(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+      unraisable_hook(unraisable)
+
+  threading.excepthook = on_thread
+  sys.unraisablehook = on_unraisable
+
+
+def check_workdir(workdir: str | pathlib.Path) -> None:
+  """A workdir that is a file, or a folder nobody can write in, is one line before anything
+  runs. Writing is tried for real (a temporary file, removed): permissions do not tell on a
+  read-only filesystem, nor for root."""
+  path = pathlib.Path(workdir)
+  existing = path
+  while not existing.exists() and existing != existing.parent:
+    existing = existing.parent
+  if not existing.is_dir():
+    where = 'is a file' if existing == path else f'is inside {existing}, a file'
+    raise UserError(f'--workdir={path} {where}, not a folder; give a folder')
+  try:
+    handle, probe = tempfile.mkstemp(prefix='.asic-write-test-', dir=existing)
+    os.close(handle)
+    os.unlink(probe)
+  except OSError as e:
+    raise UserError(f'--workdir={path}: cannot write in {existing} ({e.strerror or e}); '
+                    'give a folder you can write to') from None
+
+
+# Jobs on a trained run: they take its settings from the config saved with its checkpoint.
+ON_TRAINED_RUN = ('eval', 'visualize', 'map')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, given: Sequence[str] = ()):
+  """Runs the job `config.mode` names in `workdir` (`asic_jax.jobs`); returns what it returns.
+
+  The command line and `launch.sweep` run every job through here: the config is checked
+  (`validate.check`) and the workdir tried before the job starts. `given`: the dotted keys the
+  command line set (`--config.KEY=...`); a job on a trained run names in a warning those it
+  ignores (`restore.ignored_settings`).
+  """
+  # Imported here, so that the command line's errors do not wait for JAX to load.
+  # pylint: disable=import-outside-toplevel,redefined-builtin
+  from asic_jax import restore, validate
+  from asic_jax.jobs import baseline, eval, extract, map, train, visualize
+  jobs = {
+      'train': train.run,
+      'extract': extract.run,
+      'eval': eval.run,
+      'baseline': baseline.run,
+      'visualize': visualize.run,
+      'map': map.run,
+  }
+  if config.mode not in jobs:
+    raise UserError(f'config.mode must be one of {sorted(jobs)}, got {config.mode!r}')
+  validate.check(config)
+  check_workdir(workdir)
+  if config.mode in ON_TRAINED_RUN:
+    ignored = restore.ignored_settings(config, workdir, given)
+    if ignored:
+      logging.getLogger(__name__).warning(
+          'mode=%s works on the run saved in %s, with its own settings; ignored from the '
+          'command line: %s', config.mode, workdir, ', '.join(ignored))
+  return jobs[config.mode](config, workdir)
 
 
 def fail(message: str) -> None:
@@ -99,8 +208,8 @@ def main(argv):
   # Every failure leaves at once (`exit_at_once`): the interpreter's teardown would otherwise
   # run with JAX's and Orbax's threads still busy (tracebacks of pending writes, or a crash).
   try:
-    jobs.setup_process(config)
-    jobs.run(config, workdir, given=_given(sys.argv))
+    setup_process(config)
+    run(config, workdir, given=_given(sys.argv))
   except DiskFull as e:
     advice = '' if 'rerun' in str(e) else '; free some space and rerun the same command'
     interrupts.exit_at_once(f'error: {e}{advice}', 2)

@@ -1,19 +1,21 @@
 """Training: state, the jitted data-parallel step, the loop and its cadence.
 
-`train_and_evaluate(config, workdir)` reads top to bottom: the collection, the
-devices, the model and optimizer, restore-or-init, the compiled step, the loop
-(metrics at `train.log_every`, checkpoints at `checkpoint.every` and at the
-end), then `_finish`: an evaluation when the collection has keypoints, the
-figures and the report.
+`train(config, workdir, hooks)` reads top to bottom: the collection, the devices, the model
+and optimizer, restore-or-init, the compiled step, the loop (metrics at `train.log_every`,
+checkpoints at `checkpoint.every` and at the end), then `hooks.finish`. What a run makes of
+its state besides checkpoints and metrics (figures on the way; the evaluation, figures and
+report at the end) is passed in by its job (`asic_jax.jobs.train`), so this module imports no
+evaluation, drawing or report.
 """
 
 import contextlib
+import dataclasses
 import logging
 import pathlib
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +25,8 @@ import optax
 from tqdm import tqdm
 from tqdm.contrib import logging as tqdm_logging
 
-from asic_jax import (checkpoint, config_lib, eval_run, explore, files, inference, interrupts,
-                      lock, objective, optim, parallel, prepare, report, saved_config,
-                      visualize)
+from asic_jax import (checkpoint, config_lib, files, interrupts, lock, objective, optim, parallel,
+                      prepare, saved_config)
 from asic_jax import state as state_lib
 from asic_jax.errors import DiskFull, Interrupted, NonFiniteError, UserError, WorkdirLocked
 from asic_jax.logs import MetricsWriter
@@ -179,15 +180,40 @@ def _duration(seconds: float) -> str:
   return f'{seconds // 60} min {seconds % 60:02d} s' if seconds >= 60 else f'{seconds} s'
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """Trains on the collection `config.data` names; returns the final metrics (and PCK).
+def _nothing(*args) -> dict:
+  del args
+  return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """What a run makes of its state besides checkpoints and metrics; by default nothing.
+
+  Attributes:
+    check: `(config, collection)`, before anything is written: raises `UserError` for
+      settings `figures` or `finish` would refuse later (a bad `vis.pairs`, say).
+    figures: `(config, state, collection, workdir, writer, step)`, every `vis.every` steps
+      (with `vis.enabled`), the state on one device.
+    finish: `(config, state, collection, workdir, writer) -> dict` after the last step (the
+      state on one device); its dict joins what `train` returns.
+  """
+  check: Callable[..., Any] = _nothing
+  figures: Callable[..., Any] = _nothing
+  finish: Callable[..., dict] = _nothing
+
+
+def train(config: ml_collections.ConfigDict,
+          workdir: str | pathlib.Path,
+          hooks: Hooks = Hooks()) -> dict:
+  """Trains on the collection `config.data` names; returns the final metrics and what
+  `hooks.finish` returns.
 
   One training run at a time holds a workdir (`asic_jax.lock`): a second is refused with one
   line naming the first.
   """
   workdir = pathlib.Path(workdir)
   with _workdir_lock(workdir):
-    return _train_and_evaluate(config, workdir)
+    return _train(config, workdir, hooks)
 
 
 @contextlib.contextmanager
@@ -209,7 +235,7 @@ def _workdir_lock(workdir: pathlib.Path):
     yield
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, hooks: Hooks) -> dict:
   primary = parallel.is_primary()  # across hosts only process 0 writes files
 
   # The workdir's own run and a warm start's source (config files only), the collection,
@@ -217,8 +243,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   check_same_run(config, workdir)
   source = warm_start_source(config)
   collection = prepare.load(config)
-  if config.vis.enabled:
-    visualize.check_settings(config, collection)
+  hooks.check(config, collection)
   dp = parallel.DataParallel(config.parallel)
   dp.check_divisible(config.train.batch_size // 2)
   perceptual_fn, frozen = None, {}
@@ -305,7 +330,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         checkpointer.save(step, dp.unreplicate(state), config)
       if config.vis.enabled and config.vis.every and step % config.vis.every == 0 and (step
                                                                                        < num_steps):
-        _figures(config, dp.local(state), collection, workdir, writer, step)
+        hooks.figures(config, dp.local(state), collection, workdir, writer, step)
       stop = _stop_signal(logged)
       if stop is not None:
         break
@@ -329,7 +354,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     interrupts.undefer()
 
   result = {k: float(v) for k, v in jax.device_get(dp.local(metrics)).items()}
-  result.update(_finish(config, dp.local(state), collection, workdir, writer))
+  result.update(hooks.finish(config, dp.local(state), collection, workdir, writer))
+  writer.close()
   return result
 
 
@@ -387,50 +413,3 @@ def _kept(checkpointer: checkpoint.Checkpointer) -> str:
   last = checkpoint.Checkpointer(checkpointer.directory.parent, read_only=True).latest_step()
   return (f'the last checkpoint (step {last}) is intact'
           if last is not None else 'no checkpoint had been saved')
-
-
-def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWriter) -> dict:
-  """After the last step: the evaluation (when the collection has keypoints), the figures and
-  the report; returns `{'eval': results}` or {}."""
-  out = {}
-  step = int(state.step)
-  log.info('Flows of the %d images%s', len(collection),
-           ', then the evaluation' if collection.eval_pairs is not None else '')
-  flows = inference.collection_flows(config, state, collection.images,
-                                     flipped=collection.flipped)
-  if collection.eval_pairs is not None:
-    results = out['eval'] = eval_run.evaluate_state(config,
-                                                    state,
-                                                    collection,
-                                                    workdir,
-                                                    step=step,
-                                                    flows=flows)
-    log.info('%s; %s', eval_run.headline(results), workdir / 'eval' / 'results.json')
-    for alpha in ('0.10', '0.05'):
-      writer.scalar(f'eval/pck@{alpha}', results['pck'][alpha], step)
-    for k, cycle in results['k_cycle'].items():
-      writer.scalar(f'eval/{k}-cypck@0.10', cycle['pck']['0.10'], step)
-  if config.vis.enabled:
-    log.info('Figures into %s', workdir / 'figures')
-    _figures(config, state, collection, workdir, writer, step, flows=flows)
-  writer.close()
-  if parallel.is_primary():
-    if config.vis.enabled:
-      log.info('Explorer: %s', explore.write_for_run(config, collection, state, step, flows,
-                                                     workdir))
-    log.info('Report: %s', report.write_report(workdir))
-  return out
-
-
-def _figures(config,
-             state,
-             collection,
-             workdir: pathlib.Path,
-             writer: MetricsWriter,
-             step: int,
-             flows=None) -> None:
-  """Figures of the current state into `WORKDIR/figures/` and TensorBoard (process 0)."""
-  figures = visualize.figures(config, state, collection, flows)
-  if parallel.is_primary():
-    visualize.save(figures, workdir / 'figures')
-    writer.figures(figures, step)

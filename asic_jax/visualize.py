@@ -1,5 +1,6 @@
 """Figures of an alignment: canonical colour maps, dense warps, the learned grid, keypoint
-transfers, pseudo-matches, parts and masks, and edit propagation (`mode=visualize`).
+transfers, pseudo-matches, parts and masks, and edit propagation (`mode=visualize` and the end
+of training draw them).
 
 Frames: the collection's images are `[N, S, S, 3]` in [-1, 1] and its flows `[N, S, S, 2]`
 hold each pixel's canonical (x, y) in [-1, 1] (`asic_jax.ops.sampling`). Figures are
@@ -22,9 +23,7 @@ splatted colours are averaged where at least one pixel landed.
 
 import functools
 import json
-import logging
 import pathlib
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +31,11 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, evaluate, explore, files, inference, parallel, report, restore
+from asic_jax import drawing, evaluate, files, inference
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
 from asic_jax.ops import sampling, splat
-
-log = logging.getLogger(__name__)
 
 Figures = dict[str, tuple[np.ndarray, str]]
 
@@ -427,12 +424,6 @@ def save(figures: Figures, folder: str | pathlib.Path) -> None:
   files.write_text_atomic(path, json.dumps(captions, indent=2, ensure_ascii=False))
 
 
-def log_figures(writer: Any, figures: Figures, step: int) -> None:
-  """Adds each figure to a tensorboardX `SummaryWriter` as `figures/<name>` (HWC uint8)."""
-  for name, (image, _) in figures.items():
-    writer.add_image(f'figures/{name}', image, step, dataformats='HWC')
-
-
 def check_settings(config: ml_collections.ConfigDict,
                    collection: collection_lib.Collection) -> None:
   """Reads the figure and edit settings (`vis.pairs`, `edit.image`, `edit.on`) against the
@@ -441,38 +432,3 @@ def check_settings(config: ml_collections.ConfigDict,
   if config.edit.image:
     load_edit(config.edit.image)
     edit_index(str(config.edit.on), collection.names)
-
-
-def visualize_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """`config.mode='visualize'`: figures, edits and the report of the latest (or
-  `eval.step`) checkpoint in `workdir`.
-
-  Writes `figures/*.png` with `figures/captions.json`, `edits/<image name>.png` when
-  `edit.image` is set, `report/explore.html` and `report/index.html`.
-  """
-  workdir = pathlib.Path(workdir)
-  trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
-  flows = inference.collection_flows(trained, state, collection.images,
-                                     flipped=collection.flipped)
-  found = figures(trained, state, collection, flows)
-  edited = None
-  if trained.edit.image:
-    edited, found['edit_propagation'] = propagate_edit(trained, collection, flows)
-  summary = dict(step=int(step),
-                 figures=sorted(found),
-                 edits=0 if edited is None else len(edited),
-                 report=str(workdir / 'report' / 'index.html'))
-  if not parallel.is_primary():  # one process writes, as for every other output
-    return summary
-  if edited is not None:
-    frames = collection.frames or (None,) * len(collection)
-    for name, image, frame in zip(collection.names, edited, frames):
-      # At the photo's own size and extent (the square's padding cut off), when it had one.
-      drawing.write_png(workdir / 'edits' / f'{name}.png',
-                        image if frame is None else frame.unsquare(image))
-  save(found, workdir / 'figures')
-  restore.repair_config_json(workdir, step)
-  explore.write_for_run(trained, collection, state, step, flows, workdir)
-  index = report.write_report(workdir)
-  log.info('Figures of step %d in %s; report %s', step, workdir / 'figures', index)
-  return summary

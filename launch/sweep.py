@@ -211,8 +211,8 @@ def _check_same_run(workdir: pathlib.Path, config: ml_collections.ConfigDict, sa
 
 def _run_all(plan: list[dict], root: pathlib.Path) -> None:
   import jax  # pylint: disable=import-outside-toplevel
-  from asic_jax import jobs  # pylint: disable=import-outside-toplevel
-  jobs.setup_process(plan[0]['config'])  # the same for every run: the command line's
+  from asic_jax import main  # pylint: disable=import-outside-toplevel
+  main.setup_process(plan[0]['config'])  # the same for every run: the command line's
   root.mkdir(parents=True, exist_ok=True)
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', str(root / '.jax_cache'))
@@ -232,11 +232,11 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
         continue
     print(f'[{index}/{len(plan)}] {workdir}', flush=True)
     if config.mode != 'train':  # eval, visualize, ... of the run there: its record stays
-      jobs.run(copy.deepcopy(config), workdir)
+      main.run(copy.deepcopy(config), workdir)
       continue
     workdir.mkdir(parents=True, exist_ok=True)
     files.write_text_atomic(marker, json.dumps(record, indent=2))
-    jobs.run(copy.deepcopy(config), workdir)
+    main.run(copy.deepcopy(config), workdir)
     files.write_text_atomic(marker, json.dumps(dict(record, finished=True), indent=2))
 
 

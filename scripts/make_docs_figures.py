@@ -27,7 +27,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
-from asic_jax import config_lib, drawing, train, visualize
+from asic_jax import config_lib, drawing
+from asic_jax.jobs import train as train_job
+from asic_jax.jobs import visualize as visualize_job
 
 MAX_BYTES = 300_000
 EXPLORER_VIEW = (1400, 1040)  # CSS pixels of the screenshot's window
@@ -128,7 +130,7 @@ def main() -> None:
     if args.workdir is None:
       config = tiny_config(args.steps)
       workdir = pathlib.Path(tmp) / 'run'
-      train.train_and_evaluate(config, workdir)
+      train_job.run(config, workdir)
     else:
       config, workdir = config_lib.base_config(), args.workdir
       config.vis.size, config.vis.num_images, config.vis.random_pairs = args.size, 6, 3
@@ -136,7 +138,7 @@ def main() -> None:
     sticker(pathlib.Path(tmp) / 'sticker.png')
     config.mode = 'visualize'
     config.edit.image = str(pathlib.Path(tmp) / 'sticker.png')
-    visualize.visualize_run(config, workdir)
+    visualize_job.run(config, workdir)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, sources in PICTURES.items():
       picture = drawing.tile([[np.asarray(Image.open(workdir / s).convert('RGB')) for s in sources]

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
-from asic_jax import config_lib, eval_run, inference, jobs, restore, train
+from asic_jax import config_lib, eval_run, inference, main as asic_main, restore, train
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
   c.model.channel_multiplier, c.parts.num_parts = 0.125, 4
   c.train.num_steps, c.train.batch_size, c.train.log_every = args.steps, 8, 100
   c.checkpoint.every, c.vis.enabled = args.steps, False
-  jobs.setup_process(c)
+  asic_main.setup_process(c)
   with tempfile.TemporaryDirectory() as workdir:
-    train.train_and_evaluate(c, workdir)
+    train.train(c, workdir)
     config, collection, state, _ = restore.restore_run(None, workdir)
     flows = inference.collection_flows(config, state, collection.images,
                                        flipped=collection.flipped)

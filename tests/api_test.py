@@ -14,6 +14,7 @@ import asic_jax
 from asic_jax import api, evaluate, inference, restore
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
+from asic_jax.jobs import map as map_job
 from conftest import ROOT, run_cli
 
 
@@ -214,11 +215,11 @@ def test_mode_map_again_replaces_the_last_runs_outputs_whole(tiny_run, tmp_path)
   for name in ('kept', 'gone'):
     Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(photos / f'{name}.png')
   config = load_config('tiny', **{'mode': 'map', 'map.path': str(photos)})
-  api.map_run(config, workdir)
+  map_job.run(config, workdir)
   out = workdir / 'map' / 'new'
   assert sorted(p.name for p in (out / 'colour_maps').iterdir()) == ['gone.png', 'kept.png']
   (photos / 'gone.png').unlink()
-  api.map_run(config, workdir)
+  map_job.run(config, workdir)
   assert sorted(p.name for p in (out / 'colour_maps').iterdir()) == ['kept.png']
   assert sorted(p.name for p in (out / 'points').iterdir()) == ['kept.png']
   with np.load(out / 'canonical.npz', allow_pickle=False) as maps:

@@ -10,6 +10,7 @@ from PIL import Image
 from asic_jax import baseline
 from asic_jax.correspondences import extract
 from asic_jax.errors import UserError
+from asic_jax.jobs import baseline as baseline_job
 from conftest import load_config
 
 
@@ -94,7 +95,7 @@ def test_dino_nn_baseline_writes_the_same_protocol(tiny_vit, tmp_path):
           'baseline.img_size': 64,
           'eval.cycle_ks': (2,)
       })
-  results = baseline.baseline_run(config, tmp_path)
+  results = baseline_job.run(config, tmp_path)
   assert results['method'] == 'dino_nn' and results['baseline']['stride'] == 4
   assert results['baseline']['bin_hierarchy'] == 2 and results['baseline']['img_size'] == 64
   assert results['num_pairs'] == 30 and results['threshold'] == 'bbox'
@@ -112,8 +113,8 @@ def test_dinov2_baseline_takes_its_own_model_and_names_its_strides(tiny_dinov2, 
       'eval.cycle_ks': (2,)
   }
   with pytest.raises(UserError, match='the stride 4 must divide the patch size 14'):
-    baseline.baseline_run(load_config('tiny', **settings), tmp_path)  # dvd: DINO's stride 4
-  results = baseline.baseline_run(load_config('tiny', **settings, **{'baseline.preset': 'asic'}),
+    baseline_job.run(load_config('tiny', **settings), tmp_path)  # dvd: DINO's stride 4
+  results = baseline_job.run(load_config('tiny', **settings, **{'baseline.preset': 'asic'}),
                                   tmp_path)
   assert results['method'] == 'dinov2_nn' and results['baseline']['stride'] == 2
   assert results['baseline']['model'] == str(tiny_dinov2) and results['num_pairs'] == 30
@@ -138,7 +139,7 @@ def test_baseline_on_a_folder_with_keypoints_needs_no_extraction(tiny_vit, tmp_p
           'baseline.method': 'mls',
           'eval.cycle_ks': (2,)
       })
-  results = baseline.baseline_run(config, tmp_path / 'run')
+  results = baseline_job.run(config, tmp_path / 'run')
   assert results['method'] == 'dino_mls' and results['baseline']['mls_alpha'] == 1.0
   assert results['num_pairs'] == 6 and results['threshold'] == 'img'
   assert results['num_keypoints'] == 12
@@ -147,7 +148,7 @@ def test_baseline_on_a_folder_with_keypoints_needs_no_extraction(tiny_vit, tmp_p
 def test_an_unknown_method_is_named():
   config = load_config('tiny', **{'mode': 'baseline', 'baseline.method': 'sift'})
   with pytest.raises(UserError, match="config.baseline.method must be one of \\('nn', 'mls'\\)"):
-    baseline.baseline_run(config, '/nonexistent')
+    baseline_job.run(config, '/nonexistent')
 
 
 @pytest.mark.parametrize('method', ['nn', 'mls'])
@@ -163,7 +164,7 @@ def test_vgg_baselines_on_real_photos_beat_the_identity_map(data_dir, tmp_path, 
           'baseline.method': method,
           'eval.cycle_ks': (4,)
       })
-  results = baseline.baseline_run(config, tmp_path)
+  results = baseline_job.run(config, tmp_path)
   assert results['method'] == f'vgg16_{method}' and results['num_pairs'] == 90
   assert results['pck']['0.10'] > 0.40, results['pck']
 

@@ -10,8 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from asic_jax import checkpoint, eval_run, files, train
+from asic_jax import checkpoint, files, train
 from asic_jax.errors import DiskFull, UserError
+from asic_jax.jobs import eval as eval_job
 from conftest import load_config
 
 
@@ -27,14 +28,14 @@ def test_a_damaged_latest_checkpoint_falls_back_with_a_warning(tiny_run, tmp_pat
   _damage(workdir, 20)
   caplog.set_level(logging.INFO, logger='asic_jax')
   # Evaluation reads the newest that reads, and leaves the workdir's checkpoints as they are.
-  results = eval_run.evaluate_run(load_config('tiny', mode='eval'), workdir)
+  results = eval_job.run(load_config('tiny', mode='eval'), workdir)
   assert results['checkpoint_step'] == 10
   assert any('Checkpoint' in r.message and '/20 does not read' in r.message and 'skipped' in
              r.message for r in caplog.records), caplog.text
   assert (workdir / 'checkpoints' / '20').is_dir()
   # Training resumes from step 10, moving 20 aside (kept), and saves a fresh 20.
   caplog.clear()
-  train.train_and_evaluate(load_config('tiny', **{'vis.enabled': False}), workdir)
+  train.train(load_config('tiny', **{'vis.enabled': False}), workdir)
   aside = workdir / checkpoint.ASIDE / '20'
   assert aside.is_dir() and any(aside.rglob('*'))
   assert sorted(checkpoint.Checkpointer(workdir, read_only=True).all_steps()) == [10, 20]
@@ -48,7 +49,7 @@ def test_an_unreadable_explicit_step_is_an_error(tiny_run, tmp_path):
   shutil.copytree(tiny_run, workdir)
   _damage(workdir, 10)
   with pytest.raises(UserError, match=r'config.eval.step=10: the checkpoint in .* does not read'):
-    eval_run.evaluate_run(load_config('tiny', **{'mode': 'eval', 'eval.step': 10}), workdir)
+    eval_job.run(load_config('tiny', **{'mode': 'eval', 'eval.step': 10}), workdir)
 
 
 def test_the_newest_checkpoint_whose_config_does_not_read_is_skipped_whole(

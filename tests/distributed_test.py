@@ -67,7 +67,7 @@ def test_two_processes_agree_with_a_single_process(tmp_path):
     assert p.returncode == 0, err[-3000:]
 
   config = load_config('tiny', **OVERRIDES)
-  train.train_and_evaluate(config, tmp_path / 'one')  # one process, 2 local devices
+  train.train(config, tmp_path / 'one')  # one process, 2 local devices
   two, one = _final_params(tmp_path / 'two', config), _final_params(tmp_path / 'one', config)
   worst = max(np.abs(a - b).max() for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one)))
   assert worst < 1e-6, worst

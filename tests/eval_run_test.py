@@ -10,6 +10,7 @@ import pytest
 from asic_jax import eval_run
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
+from asic_jax.jobs import eval as eval_job
 from conftest import load_config
 
 
@@ -21,7 +22,7 @@ def test_eval_from_a_checkpoint_reproduces_the_run(tiny_run, tmp_path):
   # The command line's config need not repeat the training overrides: the model comes
   # from the checkpoint's own config.
   config = load_config('base', **{'mode': 'eval'})
-  results = eval_run.evaluate_run(config, workdir)
+  results = eval_job.run(config, workdir)
   assert results['checkpoint_step'] == printed['checkpoint_step'] == 20
   assert results['config_hash'] == printed['config_hash']
   for key in ('pck', 'pck_per_pair', 'num_pairs', 'num_keypoints', 'threshold'):
@@ -37,7 +38,7 @@ def test_eval_from_a_checkpoint_reproduces_the_run(tiny_run, tmp_path):
 def test_an_earlier_step_can_be_evaluated(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
-  results = eval_run.evaluate_run(load_config('base', **{'mode': 'eval', 'eval.step': 10}), workdir)
+  results = eval_job.run(load_config('base', **{'mode': 'eval', 'eval.step': 10}), workdir)
   assert results['checkpoint_step'] == 10
 
 
@@ -45,7 +46,7 @@ def test_a_step_that_was_not_saved_is_a_clear_error(tiny_run):
   config = load_config('base', **{'mode': 'eval', 'eval.step': 7})
   with pytest.raises(UserError,
                      match='config.eval.step=7: no such checkpoint.*saved steps: 10, 20'):
-    eval_run.evaluate_run(config, tiny_run)
+    eval_job.run(config, tiny_run)
 
 
 def test_k_cycles_use_the_object_boxes_as_the_paper_does():

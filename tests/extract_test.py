@@ -14,6 +14,7 @@ from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import extract
 from asic_jax.data import folder, images, synthetic
 from asic_jax.errors import UserError
+from asic_jax.jobs import extract as extract_job
 from asic_jax.models import dino, dinov2
 from conftest import load_config
 
@@ -211,12 +212,12 @@ def test_folder_extracts_trains_and_checkpoints(tiny_vit, photo_folder, tmp_path
           'train.log_every': 1,
           'vis.enabled': False
       })
-  summary = prepare.extract_job(config, tmp_path / 'run')
+  summary = extract_job.run(config, tmp_path / 'run')
   assert json.loads((tmp_path / 'run' / 'extraction.json').read_text()) == summary
   assert summary['images'] == 8 and summary['pairs'] >= 1
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
-    train.train_and_evaluate(config, tmp_path / 'run')
+    train.train(config, tmp_path / 'run')
   assert checkpoint.Checkpointer(tmp_path / 'run', read_only=True).all_steps() == [2]
 
 

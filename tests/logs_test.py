@@ -2,11 +2,16 @@
 device or a dead TensorBoard writer is one error, never half a line or a hang."""
 
 import errno
+import io
 import json
 import logging
 import os
+import struct
 
+import numpy as np
+from PIL import Image
 import pytest
+from tensorboardX.proto import event_pb2
 
 from asic_jax import logs
 from asic_jax.errors import DiskFull
@@ -62,3 +67,34 @@ def test_a_dead_tensorboard_writer_stops_the_run_instead_of_hanging_it(tmp_path)
   with pytest.raises(RuntimeError,
                      match=f'the TensorBoard writer of {tmp_path}/tensorboard stopped'):
     log.write({'step': 1, 'total': 1.0})
+
+
+def _events(folder):
+  """Every event of the TensorBoard files in `folder` (TFRecords: length, its CRC, the
+  serialised `Event`, its CRC)."""
+  found = []
+  for path in sorted(folder.glob('events.out.tfevents.*')):
+    data = path.read_bytes()
+    while data:
+      length = struct.unpack('<Q', data[:8])[0]
+      found.append(event_pb2.Event.FromString(data[12:12 + length]))
+      data = data[12 + length + 4:]
+  return found
+
+
+def test_scalars_and_figures_reach_tensorboard(tmp_path):
+  """Each logged scalar under train/, each figure as the PNG image figures/<name> of its
+  size, at its step."""
+  log = logs.MetricsWriter(tmp_path, 0)
+  log.write({'step': 3, 'total': 2.5, 'kp': 0.5})
+  figure = np.zeros((5, 7, 3), np.uint8)
+  figure[1, 2] = [255, 0, 0]
+  log.figures({'colour_maps': (figure, 'a caption'), 'grid': (figure[::-1], '')}, 7)
+  log.close()
+  values = [(e.step, v) for e in _events(tmp_path / 'tensorboard') for v in e.summary.value]
+  scalars = {(step, v.tag): v.simple_value for step, v in values if v.HasField('simple_value')}
+  assert scalars == {(3, 'train/total'): 2.5, (3, 'train/kp'): 0.5}
+  images = {(step, v.tag): v.image for step, v in values if v.HasField('image')}
+  assert sorted(images) == [(7, 'figures/colour_maps'), (7, 'figures/grid')]
+  with Image.open(io.BytesIO(images[7, 'figures/colour_maps'].encoded_image_string)) as image:
+    np.testing.assert_array_equal(np.asarray(image), figure)

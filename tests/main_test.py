@@ -112,8 +112,9 @@ def test_readme_run_writes_figures_tensorboard_and_report(tiny_run):
 def test_a_job_on_a_trained_run_names_the_settings_it_ignores(tiny_run, monkeypatch, caplog):
   """mode=eval takes the run's own settings: the command line's that differ are named, the
   overrides given and another collection; evaluation settings are its own, never named."""
-  from asic_jax import eval_run, jobs  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(eval_run, 'evaluate_run', lambda config, workdir: {})
+  from asic_jax import main  # pylint: disable=import-outside-toplevel
+  from asic_jax.jobs import eval as eval_job  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(eval_job, 'run', lambda config, workdir: {})
   config = load_config(
       'tiny', **{
           'mode': 'eval',
@@ -122,18 +123,18 @@ def test_a_job_on_a_trained_run_names_the_settings_it_ignores(tiny_run, monkeypa
           'eval.step': 10
       })
   with caplog.at_level(logging.WARNING, logger='asic_jax'):
-    jobs.run(config, tiny_run, given=['data.synthetic.num_images', 'eval.step'])
+    main.run(config, tiny_run, given=['data.synthetic.num_images', 'eval.step'])
   assert (f'mode=eval works on the run saved in {tiny_run}, with its own settings; ignored from '
           "the command line: data.synthetic.num_images=5 (the run's: 6)") in caplog.text
   assert 'seed' not in caplog.text and 'eval.step' not in caplog.text  # not given; its own
   caplog.clear()
   with caplog.at_level(logging.WARNING, logger='asic_jax'):
-    jobs.run(load_config('folder', **{'mode': 'eval', 'data.path': '/photos'}), tiny_run)
+    main.run(load_config('folder', **{'mode': 'eval', 'data.path': '/photos'}), tiny_run)
   assert ("ignored from the command line: data.name='folder' (the run's: 'synthetic'), "
           "data.path='/photos' (the run's: '')") in caplog.text
   caplog.clear()
   with caplog.at_level(logging.WARNING, logger='asic_jax'):
-    jobs.run(load_config('tiny', mode='eval'), tiny_run, given=['eval.step'])
+    main.run(load_config('tiny', mode='eval'), tiny_run, given=['eval.step'])
   assert 'ignored' not in caplog.text
 
 
@@ -141,7 +142,8 @@ def test_a_second_training_run_in_a_workdir_is_refused_and_eval_is_not(tiny_run,
   """While a run trains (its lock held, here by this process), launching it again is one line
   naming it, exit 2, and writes nothing (no metrics line logged twice); evaluating its
   checkpoints beside it works."""
-  from asic_jax import eval_run, lock  # pylint: disable=import-outside-toplevel
+  from asic_jax import lock  # pylint: disable=import-outside-toplevel
+  from asic_jax.jobs import eval as eval_job  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
   before = {p: p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
@@ -156,7 +158,7 @@ def test_a_second_training_run_in_a_workdir_is_refused_and_eval_is_not(tiny_run,
     assert {
         p: p.read_bytes() for p in workdir.rglob('*') if p.is_file() and p.name != lock.NAME
     } == before
-    results = eval_run.evaluate_run(load_config('tiny', mode='eval'), workdir)
+    results = eval_job.run(load_config('tiny', mode='eval'), workdir)
     assert results['checkpoint_step'] == 20
   finally:
     held.release()
@@ -205,11 +207,11 @@ def test_ctrl_c_during_eval_is_one_line_and_exit_130(tiny_run, tmp_path):
 
 
 def test_every_mode_is_dispatched():
-  from asic_jax import jobs  # pylint: disable=import-outside-toplevel
+  from asic_jax import main  # pylint: disable=import-outside-toplevel
   config = load_config('tiny', mode='nonsense')
   modes = r"\['baseline', 'eval', 'extract', 'map', 'train', 'visualize'\]"
   with pytest.raises(UserError, match=modes):
-    jobs.run(config, '/tmp/unused')
+    main.run(config, '/tmp/unused')
 
 
 @pytest.mark.parametrize('field,value,message', [
@@ -256,10 +258,10 @@ def test_the_dinov2_word_picks_the_backbone_and_keeps_the_rest():
 
 
 def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):
-  from asic_jax import jobs  # pylint: disable=import-outside-toplevel
+  from asic_jax import main  # pylint: disable=import-outside-toplevel
   config = load_config('tiny', **{'vis.pairs': 'nobody-nothing'})
   with pytest.raises(UserError, match='nobody'):
-    jobs.run(config, tmp_path / 'run')
+    main.run(config, tmp_path / 'run')
   assert not (tmp_path / 'run').exists()  # nothing written, not even config.json
 
 

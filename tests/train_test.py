@@ -18,6 +18,7 @@ from asic_jax import state as state_lib
 from asic_jax import prepare
 from asic_jax.data import synthetic
 from asic_jax.errors import NonFiniteError, UserError
+from asic_jax.jobs import train as train_job
 from asic_jax.ops import sampling
 from conftest import load_config
 
@@ -88,19 +89,19 @@ def test_shard_map_pmap_and_one_device_agree():
 def test_pairs_must_divide_by_devices(tmp_path):
   config = _tiny(**{'train.batch_size': 6})  # 3 pairs on 2 devices
   with pytest.raises(UserError, match='3 pairs per step, which does not divide by the 2 devices'):
-    train.train_and_evaluate(config, tmp_path)
+    train.train(config, tmp_path)
 
 
 def test_resume_is_bit_exact(tmp_path):
   straight = _tiny(**{'train.num_steps': 4, 'checkpoint.every': 2})
-  train.train_and_evaluate(straight, tmp_path / 'straight')
+  train.train(straight, tmp_path / 'straight')
   first = _tiny(**{'train.num_steps': 2, 'checkpoint.every': 2})
-  train.train_and_evaluate(first, tmp_path / 'resumed')
+  train.train(first, tmp_path / 'resumed')
   # As if a run had logged step 3 and died before its next checkpoint: the restart from
   # step 2 logs step 3 again, and the stale line must go.
   with (tmp_path / 'resumed' / 'metrics.jsonl').open('a') as f:
     f.write(json.dumps({'step': 3, 'total': -1.0}) + '\n')
-  train.train_and_evaluate(straight, tmp_path / 'resumed')
+  train.train(straight, tmp_path / 'resumed')
   ckpt_a, step_a, a = _restore(tmp_path / 'straight', straight)
   ckpt_b, step_b, b = _restore(tmp_path / 'resumed', straight)
   assert step_a == step_b == 4 and ckpt_a.all_steps() == ckpt_b.all_steps() == [2, 4]
@@ -113,7 +114,7 @@ def test_resume_is_bit_exact(tmp_path):
 
 def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
   config = _tiny(**{'train.num_steps': 2, 'checkpoint.every': 2})
-  train.train_and_evaluate(config, tmp_path)
+  train.train(config, tmp_path)
   # Resume on images that are all NaN: step 3's losses are non-finite (KP, the
   # first term, names it). Same shapes, so the same compiled step.
   real_load = prepare.load
@@ -124,7 +125,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatc
   with pytest.raises(NonFiniteError,
                      match=r'non-finite kp loss at step 3; stopped, the last '
                      r'checkpoint \(step 2\) is intact'):
-    train.train_and_evaluate(config, tmp_path)
+    train.train(config, tmp_path)
   ckpt, step, state = _restore(tmp_path, config)
   assert ckpt.all_steps() == [2] and step == 2
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
@@ -133,10 +134,10 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatc
 def test_fewer_steps_than_trained_says_so_and_keeps_config_json_true(tmp_path, caplog):
   """Rerun with a smaller `train.num_steps`: nothing to train; a warning says the run is
   further, its evaluation is of the step it is at, and config.json still describes it."""
-  train.train_and_evaluate(_tiny(**{'train.num_steps': 2, 'checkpoint.every': 2}), tmp_path)
+  train.train(_tiny(**{'train.num_steps': 2, 'checkpoint.every': 2}), tmp_path)
   saved = (tmp_path / 'config.json').read_text()
   with caplog.at_level(logging.WARNING, logger='asic_jax'):
-    result = train.train_and_evaluate(_tiny(**{'train.num_steps': 1}), tmp_path)
+    result = train_job.run(_tiny(**{'train.num_steps': 1}), tmp_path)
   assert f'{tmp_path} is already at step 2, past train.num_steps=1: nothing to train' in caplog.text
   assert result['eval']['checkpoint_step'] == 2
   assert (tmp_path / 'config.json').read_text() == saved
@@ -155,7 +156,7 @@ def learned(tmp_path_factory):
       'vis.enabled': False
   })
   workdir = tmp_path_factory.mktemp('learned')
-  return config, workdir, train.train_and_evaluate(config, workdir)
+  return config, workdir, train_job.run(config, workdir)
 
 
 def _identity_score(config, collection):
@@ -242,7 +243,7 @@ def test_a_warm_start_keeps_the_cold_runs_pck(learned, tmp_path):
       'vis.enabled': False,
       'train.init_from': str(workdir)
   })
-  warm = train.train_and_evaluate(warm_config, tmp_path / 'warm')
+  warm = train_job.run(warm_config, tmp_path / 'warm')
   cold = result['eval']['pck']['0.10']
   print(f'cold {cold:.3f} warm {warm["eval"]["pck"]["0.10"]:.3f}')
   assert warm['eval']['pck']['0.10'] > cold - 0.05
@@ -252,7 +253,7 @@ def test_a_warm_start_keeps_the_cold_runs_pck(learned, tmp_path):
   other = load_config('tiny', **{'model.channel_multiplier': 0.25, 'train.init_from': str(workdir)})
   with pytest.raises(UserError, match=r'train.init_from=.*its model differs from this run.s '
                      r'\(model.channel_multiplier 0.125 there, 0.25 here\)'):
-    train.train_and_evaluate(other, tmp_path / 'other')
+    train.train(other, tmp_path / 'other')
   assert not (tmp_path / 'other').exists()
 
 
@@ -280,7 +281,7 @@ def test_a_short_real_photo_run_beats_the_identity_map(data_dir, tmp_path):
       })
   for term in objective.TERMS:
     assert config.loss[term] == load_config('pfwillow', 'duck').loss[term] > 0  # the defaults
-  result = train.train_and_evaluate(config, tmp_path / 'run')
+  result = train_job.run(config, tmp_path / 'run')
   # Without a foreground (masks none) there are no part maps: the Parts term is idle, by
   # design, and every other term works.
   assert result['parts'] == 0.0 and all(result[t] > 0 for t in objective.TERMS if t != 'parts')
