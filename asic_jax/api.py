@@ -12,7 +12,7 @@ Frames: every point argument and result is (x, y) in the pixels of the image's *
 photo (0 ... W - 1, corner-aligned pixel centres), not the S x S square the model sees; the
 run keeps each photo's `SquareFrame` (padding, scale and size) and maps through it. Images are
 named by name or by index. One restore (`asic_jax.restore`) and one inference path
-(`asic_jax.inference`, `asic_jax.evaluate`) serve `mode=eval`, `mode=visualize` and this API,
+(`asic_jax.inference`, `asic_jax.evaluation`) serve `mode=eval`, `mode=visualize` and this API,
 so a transfer here is exactly `mode=eval`'s in the S frame.
 
 Photos outside the collection (`map`) are run through the U-Net with the *collection's*
@@ -31,11 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asic_jax import eval_run, evaluate, inference, restore, visualize
+from asic_jax import inference, restore, visualize
 from asic_jax.correspondences import matching
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
+from asic_jax.evaluation import protocol
+from asic_jax.evaluation import transfer as transfer_lib
 from asic_jax.ops import sampling
 
 ImageRef = int | str
@@ -80,9 +82,9 @@ def _sample(field: jax.Array, points: jax.Array, size: int) -> jax.Array:
 
 @jax.jit
 def _nearest_chunked(flow: jax.Array, mask: jax.Array, canonical: jax.Array) -> jax.Array:
-  """`evaluate.nearest_pixels` for many queries `[Q, 2]`, a chunk at a time: `[Q, 2]` int32."""
+  """`transfer_lib.nearest_pixels` for many queries `[Q, 2]`, a chunk at a time: `[Q, 2]` int32."""
   chunk = max(1, _DISTANCES // (flow.shape[0] * flow.shape[1]))
-  return jax.lax.map(lambda c: evaluate.nearest_pixels(flow, mask, c[None])[0],
+  return jax.lax.map(lambda c: transfer_lib.nearest_pixels(flow, mask, c[None])[0],
                      canonical,
                      batch_size=chunk)
 
@@ -216,10 +218,10 @@ class Alignment:
     descriptors = None
     if method == 'refine':
       grids, centers = self._match_descriptors()
-      descriptors = evaluate.Descriptors(grids[s], grids[t], centers,
-                                         eval_run.refine_window_px(self.config, self.size),
+      descriptors = transfer_lib.Descriptors(grids[s], grids[t], centers,
+                                         protocol.refine_window_px(self.config, self.size),
                                          float(e.refine_temperature))
-    found = evaluate.transfer(self._flows[s],
+    found = transfer_lib.transfer(self._flows[s],
                               self._flows[t],
                               self._masks[t],
                               square,
@@ -256,7 +258,7 @@ class Alignment:
     queries = self._flows[t].reshape(-1, 2)
     found = np.asarray(_nearest_chunked(self._flows[s], self._masks[s], queries))
     valid = np.asarray(self._masks[t] >= visualize.FOREGROUND) & bool(
-        jnp.any(self._masks[s] >= evaluate.MASK_THRESHOLD))
+        jnp.any(self._masks[s] >= transfer_lib.MASK_THRESHOLD))
     return found.reshape(self.size, self.size, 2).astype(np.float64), valid
 
   def warp(self, src: ImageRef, trg: ImageRef) -> tuple[np.ndarray, np.ndarray]:

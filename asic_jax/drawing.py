@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image, ImageDraw
 
-from asic_jax import evaluate, files
+from asic_jax import files
 
 # Keypoint and part colours (matplotlib's tab20, cycled).
 PALETTE = np.round(np.asarray(matplotlib.colormaps['tab20'].colors) * 255).astype(np.uint8)
@@ -144,14 +144,14 @@ def pck_plot(results: dict | None, baselines: Sequence[dict] = ()) -> np.ndarray
 
   Args:
     results: the contents of `eval/results.json`, or None.
-    baselines: the contents of `eval/baseline_*.json` files.
+    baselines: the contents of `eval/baseline_*.json` files (every curve `{'0.10': value, ...}`,
+      read as written).
 
   Returns:
     The plot as `[H, W, 3]` uint8, or None when none holds a curve.
   """
   fig = Figure(figsize=(6.0, 3.9), dpi=100)
   ax = fig.add_subplot()
-  alphas = [f'{a:.2f}' for a in evaluate.ALPHAS]
   drawn = 0
   sources = [results] + list(baselines)
   for source, style in zip(sources, _STYLES * len(sources)):
@@ -162,6 +162,7 @@ def pck_plot(results: dict | None, baselines: Sequence[dict] = ()) -> np.ndarray
     curves += [(c['metric'], c['pck']) for c in source.get('k_cycle', {}).values()]
     for index, (label, curve) in enumerate(curves):
       if curve:
+        alphas = sorted(curve, key=float, reverse=True)  # 0.10 ... 0.01, as evaluated
         ax.plot([float(a) for a in alphas], [100 * curve[a] for a in alphas],
                 style,
                 marker='o',

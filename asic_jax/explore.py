@@ -12,7 +12,7 @@ The transfer is computed in the page's JavaScript from the exported canonical ma
 it: the source point goes into its S x S square through the photo's frame, its canonical point
 is the square's map sampled bilinearly (border), the answer is the target square's pixel whose
 canonical coordinate is nearest (among pixels with mask >= 0.1; the first in row-major order
-wins a tie; `soft` as `evaluate.soft_pixels` when the run's `eval.transfer` is 'soft'), and it
+wins a tie; `soft` as `transfer.soft_pixels` when the run's `eval.transfer` is 'soft'), and it
 goes back to the target photo's pixels through its frame. `decode` below is the page's decoder
 in numpy; the tests click the page in a real browser and compare.
 
@@ -42,7 +42,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, evaluate, files
+from asic_jax import drawing, files
+from asic_jax.evaluation import transfer
 
 _SCRIPT = pathlib.Path(__file__).with_name('explore.js')
 _LEVELS = 65535  # 16-bit quantisation of the canonical maps
@@ -88,7 +89,7 @@ def encode(canonical: np.ndarray, masks: np.ndarray) -> dict:
               high=high.tolist(),
               maps=_deflate(np.stack([zigzag & 255, zigzag >> 8]).astype(np.uint8)),
               masks=_deflate(np.rint(np.clip(masks, 0, 1) * 255).astype(np.uint8)),
-              allowed=_deflate((masks >= evaluate.MASK_THRESHOLD).astype(np.uint8)))
+              allowed=_deflate((masks >= transfer.MASK_THRESHOLD).astype(np.uint8)))
 
 
 def decode(encoded: dict, count: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

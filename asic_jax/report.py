@@ -18,7 +18,7 @@ import logging
 import pathlib
 import urllib.parse
 
-from asic_jax import drawing, evaluate, files
+from asic_jax import drawing, files
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,15 @@ def percent(value: float) -> str:
 
 
 def _metrics_table(results: dict) -> str:
-  alphas = [f'{a:.2f}' for a in evaluate.ALPHAS]
   rows = [('PCK (pooled over keypoints)', results.get('pck')),
           ('PCK (averaged per pair)', results.get('pck_per_pair'))]
   rows += [(c['metric'], c['pck']) for c in results.get('k_cycle', {}).values()]
+  rows = [(name, curve) for name, curve in rows if curve]
+  alphas = sorted(rows[0][1], key=float, reverse=True) if rows else []  # 0.10 ... 0.01
   head = ''.join(f'<th>α={a}</th>' for a in alphas)
   body = ''.join(f'<tr><td>{html.escape(name)}</td>' + ''.join(f'<td>{percent(curve[a])}</td>'
                                                                for a in alphas) + '</tr>'
-                 for name, curve in rows
-                 if curve)
+                 for name, curve in rows)
   return f'<table><tr><th>metric (%)</th>{head}</tr>{body}</table>'
 
 

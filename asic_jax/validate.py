@@ -9,11 +9,12 @@ import math
 
 import ml_collections
 
-from asic_jax import baseline, config_lib, evaluate, losses, objective, optim, parallel
+from asic_jax import config_lib, losses, objective, optim, parallel
 from asic_jax import state as state_lib
 from asic_jax.correspondences import extract, kmeans
 from asic_jax.data import benchmark
 from asic_jax.errors import UserError
+from asic_jax.evaluation import baselines, transfer
 from asic_jax.models import perceptual, vgg
 
 
@@ -76,15 +77,15 @@ def check(c: ml_collections.ConfigDict) -> None:
        'features.vgg.stride', f'one of {vgg.STRIDES} dividing data.img_size')
   choice('features.elbow_keep', kmeans.ELBOW_KEEPS)
   choice('eval.threshold', ('',) + benchmark.THRESHOLD_KINDS)
-  choice('eval.transfer', evaluate.TRANSFERS)
+  choice('eval.transfer', transfer.TRANSFERS)
   need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
   need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')
   need(c.eval.refine_window >= 0, 'eval.refine_window', '>= 0 (a fraction of the image side)')
   need(c.eval.refine_temperature >= 0, 'eval.refine_temperature', '>= 0 (0: argmax)')
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
   need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
-  choice('baseline.method', baseline.METHODS)
-  choice('baseline.preset', baseline.PRESETS)
+  choice('baseline.method', baselines.METHODS)
+  choice('baseline.preset', baselines.PRESETS)
   need(c.vis.every >= 0, 'vis.every', '>= 0')
   if c.data.name == 'synthetic':
     need(c.data.synthetic.num_images >= 2, 'data.synthetic.num_images', '>= 2')

@@ -17,7 +17,7 @@ replaces the image's colours in proportion to its foreground mask (paper Fig. 3,
 
 Dense warps (paper §4.2, Fig. 4) carry every foreground pixel (mask >= 0.5) of a source
 to the target pixel nearest in canonical space among target pixels with mask >= 0.1
-(`evaluate.nearest_pixels`, the keypoint transfer), where its colour is splatted; the
+(`transfer.nearest_pixels`, the keypoint transfer), where its colour is splatted; the
 splatted colours are averaged where at least one pixel landed.
 """
 
@@ -31,10 +31,11 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, evaluate, files, inference
+from asic_jax import drawing, files, inference
 from asic_jax import state as state_lib
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
+from asic_jax.evaluation import transfer
 from asic_jax.ops import sampling, splat
 
 Figures = dict[str, tuple[np.ndarray, str]]
@@ -104,11 +105,11 @@ def dense_warp(src_image: jax.Array,
     weight `[H, W]`: how many source pixels landed there).
   """
   height, width, channels = src_image.shape
-  found = jax.lax.map(lambda c: evaluate.nearest_pixels(trg_flow, trg_mask, c[None])[0],
+  found = jax.lax.map(lambda c: transfer.nearest_pixels(trg_flow, trg_mask, c[None])[0],
                       src_flow.reshape(-1, 2),
                       batch_size=chunk)
   # A target without any pixel above the transfer's threshold receives nothing.
-  any_target = jnp.any(trg_mask >= evaluate.MASK_THRESHOLD)
+  any_target = jnp.any(trg_mask >= transfer.MASK_THRESHOLD)
   weights = ((src_mask >= FOREGROUND) & any_target).reshape(-1)
   accumulated, weight = splat.splat(found, src_image.reshape(-1, channels), height, width, weights)
   return splat.normalize(accumulated, weight), weight
@@ -197,7 +198,7 @@ def _keypoint_figure(collection, flows, view, step) -> tuple[np.ndarray, str]:
   rows = np.nonzero(pairs.src == pairs.src[0])[0][:_TRANSFER_TARGETS]
   masks = None if collection.masks is None else jnp.asarray(collection.masks)
   pred = np.asarray(
-      evaluate.transfer_pairs(flows, masks, jnp.asarray(pairs.src[rows]),
+      transfer.transfer_pairs(flows, masks, jnp.asarray(pairs.src[rows]),
                               jnp.asarray(pairs.trg[rows]),
                               jnp.asarray(pairs.src_points[rows], jnp.float32)))
   images = view[0]

@@ -11,9 +11,10 @@ import time
 
 import jax
 
-from asic_jax import config_lib, eval_run, inference, optim
+from asic_jax import config_lib, inference, optim
 from asic_jax import state as state_lib
 from asic_jax.data import synthetic
+from asic_jax.evaluation import protocol
 from benchmarks import common
 
 
@@ -33,10 +34,10 @@ def bench(n: int, img: int) -> dict:
   start = time.perf_counter()
   flows = jax.block_until_ready(inference.collection_flows(c, state, collection.images))
   flows_s = time.perf_counter() - start
-  transfer = eval_run.flow_transfer(flows, collection.masks, c.eval.chunk)
-  eval_run.score(collection, transfer, c)  # compile
+  transfer = protocol.flow_transfer(flows, collection.masks, c.eval.chunk)
+  protocol.score(collection, transfer, c)  # compile
   start = time.perf_counter()
-  results = eval_run.score(collection, transfer, c)
+  results = protocol.score(collection, transfer, c)
   score_s = time.perf_counter() - start
   return dict(images=n,
               img=img,

@@ -13,8 +13,9 @@ import sys
 
 import numpy as np
 
-from asic_jax import eval_run, inference, restore
+from asic_jax import inference, restore
 from asic_jax.correspondences import extract
+from asic_jax.evaluation import protocol
 
 
 def main(argv=None):
@@ -34,14 +35,14 @@ def main(argv=None):
     flows = inference.collection_flows(config, state, collection.images, flipped=collection.flipped)
     descriptors = extract.match_descriptors(collection, config)
     for method, window, temperature in settings:
-      fn = eval_run.flow_transfer(flows,
+      fn = protocol.flow_transfer(flows,
                                   collection.masks,
                                   config.eval.chunk,
                                   method=method,
                                   descriptors=descriptors,
                                   refine_window=window * collection.size,
                                   refine_temperature=temperature)
-      r = eval_run.score(collection, fn, config)
+      r = protocol.score(collection, fn, config)
       row = (100 * r['pck']['0.10'], 100 * r['pck']['0.05'], 100 * r['k_cycle']['4']['pck']['0.10'])
       table[(method, window, temperature)].append(row)
       print(f'| {workdir} | {method} | {window} | {temperature} | ' +

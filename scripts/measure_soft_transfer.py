@@ -18,7 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
-from asic_jax import config_lib, eval_run, inference, main as asic_main, restore, train
+from asic_jax import config_lib, inference, main as asic_main, restore, train
+from asic_jax.evaluation import protocol
 
 
 def main() -> None:
@@ -40,13 +41,13 @@ def main() -> None:
     settings = [('nearest', 0, 1.0)] + [('soft', w, t) for w in (1, 2, 3)
                                         for t in (0.25, 0.5, 1.0, 2.0, 4.0)]
     for method, window, temperature in settings:
-      fn = eval_run.flow_transfer(flows,
+      fn = protocol.flow_transfer(flows,
                                   collection.masks,
                                   8,
                                   method=method,
                                   window=window,
                                   temperature=temperature)
-      pck = eval_run.score(collection, fn, config)['pck']
+      pck = protocol.score(collection, fn, config)['pck']
       print(json.dumps(dict(method=method, window=window, temperature=temperature, **pck)))
 
 

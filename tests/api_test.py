@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 import asic_jax
-from asic_jax import api, evaluate, inference, restore
+from asic_jax import api, inference, restore
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
+from asic_jax.evaluation import transfer
 from asic_jax.jobs import map as map_job
 from conftest import ROOT, run_cli
 
@@ -31,7 +32,7 @@ def test_transfer_is_exactly_eval_transfer(run, tiny_run):
   flows = inference.collection_flows(config, state, collection.images)
   pairs = collection.eval_pairs
   expected = np.asarray(
-      evaluate.transfer_pairs(flows, jnp.asarray(collection.masks), jnp.asarray(pairs.src),
+      transfer.transfer_pairs(flows, jnp.asarray(collection.masks), jnp.asarray(pairs.src),
                               jnp.asarray(pairs.trg), jnp.asarray(pairs.src_points)))
   for e in range(len(pairs)):
     got = run.transfer(pairs.src_points[e], int(pairs.src[e]), int(pairs.trg[e]))

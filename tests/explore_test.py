@@ -14,7 +14,8 @@ import pytest
 
 import asic_jax
 import browser as browser_lib
-from asic_jax import evaluate, explore, visualize
+from asic_jax import explore, visualize
+from asic_jax.evaluation import transfer
 
 
 @pytest.fixture(scope='module')
@@ -84,7 +85,7 @@ def _same_or_tied(alignment, data, source: int, point, target: int, got) -> bool
     return True
   flows = alignment.exported()['canonical']
   square = alignment.frame(source).points(np.asarray([point]))
-  canonical = np.asarray(evaluate.canonical_points(jnp.asarray(flows[source]),
+  canonical = np.asarray(transfer.canonical_points(jnp.asarray(flows[source]),
                                                    jnp.asarray(square)))[0]
   pixels = [
       np.rint(alignment.frame(target).points(np.asarray([p]))[0]).astype(int) for p in (got, want)
@@ -106,7 +107,7 @@ def test_encoding_round_trips_within_the_quantisation_step():
   step = (np.asarray(encoded['high']) - encoded['low']) / 65535
   for n in range(3):
     assert np.abs(canonical[n] - maps[n]).max() <= step[n] / 2 + 1e-6
-  np.testing.assert_array_equal(allowed, masks >= evaluate.MASK_THRESHOLD)  # exact
+  np.testing.assert_array_equal(allowed, masks >= transfer.MASK_THRESHOLD)  # exact
   np.testing.assert_array_equal(shown, np.rint(masks * 255))
 
 
@@ -173,7 +174,7 @@ def test_a_click_anywhere_and_the_hovered_canonical_point(run, tiny_run, chromiu
   assert hovered['name'] == 'synthetic_003' and abs(hovered['x'] - 10.3) < 0.2
   flows = run.exported()['canonical']
   square = run.frame(3).points(np.asarray([[hovered['x'], hovered['y']]]))
-  want = evaluate.canonical_points(jnp.asarray(flows[3]), jnp.asarray(square))[0]
+  want = transfer.canonical_points(jnp.asarray(flows[3]), jnp.asarray(square))[0]
   np.testing.assert_allclose(hovered['canonical'], want, atol=1e-4)  # 16-bit maps
   assert 'canonical (' in page.evaluate('document.getElementById("hover").textContent')
   page.click(x, y)
@@ -249,7 +250,7 @@ def test_mapped_photos_of_other_shapes_transfer_as_the_api(run, tmp_path, chromi
 
 
 def test_a_run_with_soft_transfers_shows_soft_transfers(run, tmp_path, chromium):
-  """`eval.transfer=soft`: the page's window soft-argmax is `evaluate.soft_pixels`'."""
+  """`eval.transfer=soft`: the page's window soft-argmax is `transfer.soft_pixels`'."""
   config = run.config.copy_and_resolve_references()
   config.eval.transfer, config.eval.soft_window, config.eval.soft_temperature = 'soft', 2, 1.5
   soft = asic_jax.api.Alignment(config, run.collection, run._state, run.step, run._flows)  # pylint: disable=protected-access

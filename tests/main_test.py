@@ -445,7 +445,7 @@ def _fault_moments(seed: int) -> list[dict]:
       # SIGKILL inside an atomic write: the resumed run's metrics log, written, not renamed.
       dict(target='os:replace', match='.metrics.jsonl.', call=1, action='kill'),
       # SIGKILL in the evaluation after the last step.
-      dict(target='asic_jax.eval_run:evaluate_state', call=1, action='kill'),
+      dict(target='asic_jax.evaluation.protocol:evaluate', call=1, action='kill'),
   ]
 
 

@@ -11,7 +11,7 @@ import urllib.parse
 
 import numpy as np
 
-from asic_jax import evaluate, report, visualize
+from asic_jax import report, visualize
 
 
 class _Page(html.parser.HTMLParser):
@@ -119,7 +119,7 @@ def test_report_of_a_run_without_keypoints_or_figures(tmp_path):
   page = _parse(report.write_report(tmp_path))
   _assert_links_resolve(index, page)
   assert 'no ground-truth keypoints' in index.read_text(encoding='utf-8')
-  assert page.tables[0][1:] == [report.percent(cycle[f'{a:.2f}']) for a in evaluate.ALPHAS]
+  assert page.tables[0][1:] == [report.percent(cycle[f'{a / 100:.2f}']) for a in range(10, 0, -1)]
   assert (tmp_path / 'report' / 'pck_curves.png').is_file()
 
 

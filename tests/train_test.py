@@ -13,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asic_jax import checkpoint, eval_run, objective, optim, parallel, train
+from asic_jax import checkpoint, objective, optim, parallel, train
 from asic_jax import state as state_lib
 from asic_jax import prepare
 from asic_jax.data import synthetic
 from asic_jax.errors import NonFiniteError, UserError
+from asic_jax.evaluation import protocol
 from asic_jax.jobs import train as train_job
 from asic_jax.ops import sampling
 from conftest import load_config
@@ -163,8 +164,8 @@ def _identity_score(config, collection):
   size = config.data.img_size
   flows = np.broadcast_to(
       sampling.identity_grid(size, size)[None], (len(collection), size, size, 2))
-  return eval_run.score(collection,
-                        eval_run.flow_transfer(jnp.asarray(flows), collection.masks, 8), config)
+  return protocol.score(collection,
+                        protocol.flow_transfer(jnp.asarray(flows), collection.masks, 8), config)
 
 
 def test_training_beats_the_identity_map_on_synthetic_data(learned):

@@ -5,9 +5,9 @@ import logging
 
 import ml_collections
 
-from asic_jax import baseline, eval_run
 from asic_jax.correspondences import extract
 from asic_jax.data import loaders
+from asic_jax.evaluation import baselines, protocol
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,8 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
   if config.features.orient:  # the orientation ASIC's run took (from the extraction cache)
     collection = collection.replace(
         flipped=extract.add_correspondences(collection, config).flipped)
-  results = baseline.evaluate(config, collection)
-  label = baseline.label(config)
-  path = eval_run.write(workdir, f'baseline_{results["method"]}', results, label)
-  log.info('%s; %s', eval_run.headline(results, label), path)
+  results = baselines.evaluate(config, collection)
+  label = baselines.label(config)
+  path = protocol.write(workdir, f'baseline_{results["method"]}', results, label)
+  log.info('%s; %s', protocol.headline(results, label), path)
   return results

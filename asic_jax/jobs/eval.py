@@ -6,7 +6,8 @@ import pathlib
 
 import ml_collections
 
-from asic_jax import eval_run, parallel, report, restore
+from asic_jax import inference, parallel, report, restore
+from asic_jax.evaluation import protocol
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +16,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Evaluates the run in `workdir`; logs the headline numbers; returns the results."""
   trained, collection, state, step = restore.restore_run(config, workdir)
   log.info('Evaluating %s at step %d', workdir, step)
-  results = eval_run.evaluate_state(trained, state, collection, workdir, step=step)
-  log.info('%s; %s', eval_run.headline(results), pathlib.Path(workdir) / 'eval' / 'results.json')
+  flows = inference.collection_flows(trained, state, collection.images,
+                                     flipped=collection.flipped)
+  results = protocol.evaluate(trained, collection, flows, workdir, step=step)
+  log.info('%s; %s', protocol.headline(results), pathlib.Path(workdir) / 'eval' / 'results.json')
   if parallel.is_primary():
     restore.repair_config_json(workdir, step)
     log.info('Report: %s', report.write_report(workdir))

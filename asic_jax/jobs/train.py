@@ -5,7 +5,8 @@ keypoints), the figures, the explorer and the report."""
 import logging
 import pathlib
 
-from asic_jax import eval_run, explore, inference, parallel, report, train, visualize
+from asic_jax import explore, inference, parallel, report, train, visualize
+from asic_jax.evaluation import protocol
 from asic_jax.logs import MetricsWriter
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,8 @@ def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWri
   flows = inference.collection_flows(config, state, collection.images,
                                      flipped=collection.flipped)
   if collection.eval_pairs is not None:
-    results = out['eval'] = eval_run.evaluate_state(config,
-                                                    state,
-                                                    collection,
-                                                    workdir,
-                                                    step=step,
-                                                    flows=flows)
-    log.info('%s; %s', eval_run.headline(results), workdir / 'eval' / 'results.json')
+    results = out['eval'] = protocol.evaluate(config, collection, flows, workdir, step=step)
+    log.info('%s; %s', protocol.headline(results), workdir / 'eval' / 'results.json')
     for alpha in ('0.10', '0.05'):
       writer.scalar(f'eval/pck@{alpha}', results['pck'][alpha], step)
     for k, cycle in results['k_cycle'].items():

@@ -1,11 +1,10 @@
-"""Transfer, PCK and k-cycle PCK against the released code's values, oracles and invariants."""
+"""Transfer (nearest, soft, refine) against the released code's values, oracles and invariants,
+and the released PCK pipeline through it."""
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from asic_jax import evaluate
-from asic_jax.data import collection as collection_lib
+from asic_jax.evaluation import metrics, transfer
 from asic_jax.ops import sampling
 from conftest import load_reference
 
@@ -13,36 +12,6 @@ from conftest import load_reference
 def _centre_to_corner(points, res):
   """The released evaluation's pixel p (normalised (2p + 1)/res - 1) as our pixel."""
   return (2 * np.asarray(points, np.float32) + 1) * (res - 1) / (2 * res)
-
-
-def test_pck_equals_the_released_compute_pck():
-  ref = load_reference('pck')
-  args = (ref['pred'], ref['gt'], ref['vis'])
-  np.testing.assert_array_equal(
-      evaluate.pck(*args, ref['thresholds'], alphas=ref['alphas']).astype(np.float32),
-      ref['pck_spair'])
-  np.testing.assert_allclose(evaluate.pck(*args, ref['thresholds']),
-                             ref['pck_spair_default_alphas'],
-                             rtol=1e-6)
-  assert np.allclose(ref['default_alphas'], evaluate.ALPHAS)
-  img = np.full(len(ref['pred']), float(ref['img_size']))  # CUB style: L = S
-  np.testing.assert_allclose(evaluate.pck(*args, img, alphas=ref['alphas']),
-                             ref['pck_cub'],
-                             rtol=1e-6)
-  np.testing.assert_allclose(evaluate.pck(*args, img), ref['pck_cub_default_alphas'], rtol=1e-6)
-
-
-def test_pck_is_strict_and_per_pair_averages_pairs():
-  gt = np.zeros((2, 2, 2))
-  pred = np.asarray([[[1, 0], [3, 0]], [[0, 0], [9, 9]]], np.float32)
-  visible = np.asarray([[True, True], [True, False]])
-  # Pair 0: errors 1 and 3 against L = 10; pair 1: error 0 (the error-9 row is not visible).
-  # alpha 0.1: 1 is not < 1 (strict), 0 is; 0.3: also 1; 0.4: all three.
-  np.testing.assert_allclose(evaluate.pck(pred, gt, visible, [10, 10], alphas=(0.1, 0.3, 0.4)),
-                             [1 / 3, 2 / 3, 1.0])
-  # Per pair: pair 0 scores 0/2 then 2/2, pair 1 scores 1/1.
-  np.testing.assert_allclose(evaluate.pck_per_pair(pred, gt, visible, [10, 10], alphas=(0.1, 0.4)),
-                             [0.5, 1.0])
 
 
 def test_oracle_transfer_scores_one():
@@ -53,18 +22,10 @@ def test_oracle_transfer_scores_one():
   shifted = np.roll(identity, (2, 3), axis=(0, 1))  # pixel (x + 3, y + 2) holds (x, y)
   flows = jnp.asarray(np.stack([identity, shifted]))
   points = np.asarray([[[4, 5], [7, 1], [10, 9]]], np.float32)  # clear of the roll's wrap
-  pred = evaluate.transfer_pairs(flows, None, jnp.asarray([0]), jnp.asarray([1]),
+  pred = transfer.transfer_pairs(flows, None, jnp.asarray([0]), jnp.asarray([1]),
                                  jnp.asarray(points))
   np.testing.assert_array_equal(pred, points + [3, 2])
-  assert np.all(evaluate.pck(pred, points + [3, 2], np.ones((1, 3), bool), [20.0]) == 1.0)
-
-
-def test_thresholds_belong_to_the_target():
-  keypoints = np.zeros((3, 2, 2), np.float32)
-  pairs = collection_lib.eval_pairs_from_keypoints(keypoints, np.ones((3, 2), bool),
-                                                   np.asarray([10.0, 20.0, 30.0]))
-  assert np.all(pairs.thresholds == np.asarray([10.0, 20.0, 30.0])[pairs.trg])
-  assert np.all(pairs.src != pairs.trg) and len(pairs) == 6
+  assert np.all(metrics.pck(pred, points + [3, 2], np.ones((1, 3), bool), [20.0]) == 1.0)
 
 
 def test_transfer_equals_the_released_transfer_where_conventions_agree():
@@ -83,14 +44,14 @@ def test_transfer_equals_the_released_transfer_where_conventions_agree():
     kps, canon = ref[f'src_kps{suffix}'], ref[f'canon{suffix}']
     for i, (s, t) in enumerate(zip(src, trg)):
       np.testing.assert_array_equal(
-          evaluate.nearest_pixels(flows[t], masks[t], jnp.asarray(canon[i])),
+          transfer.nearest_pixels(flows[t], masks[t], jnp.asarray(canon[i])),
           ref[f'pred{suffix}'][i])
-      ours = evaluate.canonical_points(flows[s], jnp.asarray(_centre_to_corner(kps[i], res)))
+      ours = transfer.canonical_points(flows[s], jnp.asarray(_centre_to_corner(kps[i], res)))
       np.testing.assert_allclose(ours, canon[i], atol=1e-5)
       np.testing.assert_array_equal(
-          evaluate.transfer(flows[s], flows[t], masks[t],
+          transfer.transfer(flows[s], flows[t], masks[t],
                             jnp.asarray(_centre_to_corner(kps[i], res))), ref[f'pred{suffix}'][i])
-      corner = evaluate.canonical_points(flows[s], jnp.asarray(kps[i]))
+      corner = transfer.canonical_points(flows[s], jnp.asarray(kps[i]))
       assert np.abs(corner - canon[i]).max() > 1e-3
 
 
@@ -102,7 +63,7 @@ def _released_transfer(ref):
 
   def fn(src, trg, points):
     return np.asarray(
-        evaluate.transfer_pairs(flows, masks, jnp.asarray(src), jnp.asarray(trg),
+        transfer.transfer_pairs(flows, masks, jnp.asarray(src), jnp.asarray(trg),
                                 jnp.asarray(_centre_to_corner(points, res))))
 
   return fn
@@ -115,73 +76,45 @@ def test_pairs_and_k_cycle_pck_equal_the_released_pipeline_in_corrected_order():
   pairs = ref['fixed_pairs']
   pred = fn(pairs[:, 0], pairs[:, 1], kps[pairs[:, 0]])
   np.testing.assert_array_equal(pred, ref['pairs_pred'])
-  np.testing.assert_allclose(evaluate.pck(pred, kps[pairs[:,
+  np.testing.assert_allclose(metrics.pck(pred, kps[pairs[:,
                                                           1]], vis[pairs[:, 0]] & vis[pairs[:, 1]],
                                           ref['thresholds'][pairs[:, 1]]),
                              ref['pck_pairs'],
                              rtol=1e-6)
 
   tuples = ref['cycle_tuples'][:, :2]  # [a, b, a]: the 2-cycles a -> b -> a
-  hops = evaluate.chain(fn, tuples, kps[tuples[:, 0]])
+  hops = metrics.chain(fn, tuples, kps[tuples[:, 0]])
   np.testing.assert_array_equal(hops.reshape(-1, 8, 2), ref['cycle_pred'])
-  ours = evaluate.k_cycle_pck(fn, tuples, kps, vis, ref['thresholds'])
+  ours = metrics.k_cycle_pck(fn, tuples, kps, vis, ref['thresholds'])
   np.testing.assert_allclose(ours, ref['pck_cycle_chain_order_thr'], rtol=1e-6)
   # The released pairing (thresholds tuple-major, rows chain-step major) gives its value,
   # not ours: the test would catch thresholds paired with the wrong rows.
-  released = evaluate.pck(hops.reshape(-1, 8, 2), ref['cycle_gt'], ref['cycle_vis'],
+  released = metrics.pck(hops.reshape(-1, 8, 2), ref['cycle_gt'], ref['cycle_vis'],
                           ref['cycle_thresholds_as_evaluate'])
   np.testing.assert_allclose(released, ref['pck_cycle'], rtol=1e-6)
   assert np.abs(released - ours).max() > 0.02
-
-
-def test_tuples_are_distinct_within_a_group_and_seeded():
-  groups = np.asarray([0, 0, 0, 1, 1, 2, 2, 2, 2])
-  tuples = evaluate.sample_tuples(9, 3, 50, groups=groups, seed=3)
-  assert tuples.shape == (50, 3)
-  assert all(len(set(t)) == 3 and len(set(groups[t])) == 1 for t in tuples)
-  assert not np.isin(tuples, [3, 4]).any()  # group 1 has only 2 images
-  np.testing.assert_array_equal(tuples, evaluate.sample_tuples(9, 3, 50, groups=groups, seed=3))
-  with pytest.raises(ValueError, match='no group holds 4 images'):
-    evaluate.sample_tuples(3, 4, 5)
 
 
 def test_cycle_consistency_of_identity_flows_is_one():
   size = 8
   flows = jnp.asarray(np.broadcast_to(sampling.identity_grid(size, size), (3, size, size, 2)))
   fn = lambda s, t, p: np.asarray(
-      evaluate.transfer_pairs(flows, None, jnp.asarray(s), jnp.asarray(t), jnp.asarray(p)))
-  tuples = evaluate.sample_tuples(3, 3, 4)
+      transfer.transfer_pairs(flows, None, jnp.asarray(s), jnp.asarray(t), jnp.asarray(p)))
+  tuples = metrics.sample_tuples(3, 3, 4)
   masks = np.ones((3, size, size))
   masks[:, :, 4:] = 0  # the right half is background: a 4 x 4 grid keeps its left 2 columns
-  values, counted = evaluate.cycle_consistency(fn, tuples, masks, size, points=16)
+  values, counted = metrics.cycle_consistency(fn, tuples, masks, size, points=16)
   np.testing.assert_array_equal(values, 1.0)
   assert counted == len(tuples) * 8
-
-
-def test_cycle_consistency_counts_points_that_do_not_return():
-  # A transfer that moves every point 3 px right on the way out and not at all on the way
-  # back: each point returns 3 px off, beyond alpha * S = 2 px at alpha 0.25, within 4 px
-  # at 0.5.
-  size = 8
-  fn = lambda s, t, p: np.asarray(p) + np.where(s[:, None, None] == 0, [3.0, 0.0], 0.0)
-  tuples = np.asarray([[0, 1]])
-  values, counted = evaluate.cycle_consistency(fn,
-                                               tuples,
-                                               np.ones((2, size, size)),
-                                               size,
-                                               points=4,
-                                               alphas=(0.25, 0.5))
-  np.testing.assert_array_equal(values, [0.0, 1.0])
-  assert counted == 4
 
 
 def test_an_empty_target_mask_searches_the_whole_target():
   flow = sampling.identity_grid(6, 6)
   canonical = flow[jnp.asarray([1, 4]), jnp.asarray([2, 5])]
   empty = jnp.zeros((6, 6))
-  np.testing.assert_array_equal(evaluate.nearest_pixels(flow, empty, canonical), [[2, 1], [5, 4]])
+  np.testing.assert_array_equal(transfer.nearest_pixels(flow, empty, canonical), [[2, 1], [5, 4]])
   half = empty.at[:, :3].set(1.0)  # only the left half allowed: (5, 4) moves to (2, 4)
-  np.testing.assert_array_equal(evaluate.nearest_pixels(flow, half, canonical), [[2, 1], [2, 4]])
+  np.testing.assert_array_equal(transfer.nearest_pixels(flow, half, canonical), [[2, 1], [2, 4]])
 
 
 def test_soft_transfer_is_a_window_soft_argmax():
@@ -195,21 +128,21 @@ def test_soft_transfer_is_a_window_soft_argmax():
   xs, ys = np.meshgrid([1, 2, 3], [1, 2, 3], indexing='xy')
   w = np.exp(-((xs - 2.2)**2 + (ys - 2)**2) / t)
   expected = [np.sum(w * xs) / w.sum(), np.sum(w * ys) / w.sum()]
-  got = evaluate.soft_pixels(flow, None, query, window=1, temperature=t)
+  got = transfer.soft_pixels(flow, None, query, window=1, temperature=t)
   np.testing.assert_allclose(got[0], expected, atol=1e-5)
   # The window: with window 0 it is the hard argmin; a masked-out pixel never counts.
-  np.testing.assert_allclose(evaluate.soft_pixels(flow, None, query, window=0, temperature=t),
+  np.testing.assert_allclose(transfer.soft_pixels(flow, None, query, window=0, temperature=t),
                              [[2.0, 2.0]])
   mask = jnp.ones((5, 5)).at[2, 3].set(0.0)  # pixel (3, 2): x = 3, y = 2
   w_masked = np.where((xs == 3) & (ys == 2), 0.0, w)
   expected = [np.sum(w_masked * xs) / w_masked.sum(), np.sum(w_masked * ys) / w_masked.sum()]
   np.testing.assert_allclose(
-      evaluate.soft_pixels(flow, mask, query, window=1, temperature=t)[0], expected, atol=1e-5)
+      transfer.soft_pixels(flow, mask, query, window=1, temperature=t)[0], expected, atol=1e-5)
   # 'nearest' through `transfer` is the paper's integer pixel; 'soft' its refinement.
   src = sampling.identity_grid(5, 5)
   point = jnp.asarray([[2.2, 2.0]])
-  np.testing.assert_array_equal(evaluate.transfer(src, flow, None, point), [[2, 2]])
-  soft = evaluate.transfer(src, flow, None, point, method='soft', window=1, temperature=t)
+  np.testing.assert_array_equal(transfer.transfer(src, flow, None, point), [[2, 2]])
+  soft = transfer.transfer(src, flow, None, point, method='soft', window=1, temperature=t)
   np.testing.assert_allclose(soft, [[np.sum(w * xs) / w.sum(), 2.0]], atol=1e-5)
 
 
@@ -223,7 +156,7 @@ def test_refine_takes_the_best_cell_within_its_window():
   source = _unit(np.asarray([[0, 1, 0], [0, 1, 0], [1, 0, 0]], np.float32))
   coarse = np.asarray([[5.0, 0.0], [30.0, 0.0], [7.0, 1.0]], np.float32)
   hard = np.asarray(
-      evaluate.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.0))
+      transfer.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.0))
   # Point 0: cells 4 and 8 are within 4 px of x = 5; cell 8 is the most similar (cell 20
   # would be as good but is out of the window). Point 1: no cell within 4 px of x = 30: it
   # stays. Point 2: cells 4 and 8; the first is more similar.
@@ -231,10 +164,10 @@ def test_refine_takes_the_best_cell_within_its_window():
   allowed = np.asarray([True, True, False, True])
   np.testing.assert_array_equal(
       np.asarray(
-          evaluate.refine_pixels(coarse, source, target, centers, allowed, window=4.0,
+          transfer.refine_pixels(coarse, source, target, centers, allowed, window=4.0,
                                  temperature=0.0))[0], [4, 0])
   soft = np.asarray(
-      evaluate.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.5))
+      transfer.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.5))
   sims = source[0] @ target[1:3].T
   weights = np.exp(sims / 0.5) / np.exp(sims / 0.5).sum()
   np.testing.assert_allclose(soft[0], weights @ centers[1:3], rtol=1e-5)
@@ -245,7 +178,7 @@ def test_descriptors_at_reads_the_grid_bilinearly():
   grid = rng.normal(size=(3, 4, 5)).astype(np.float32)
   centers = np.stack(np.meshgrid(4 * np.arange(4) + 1.5, 4 * np.arange(3) + 1.5, indexing='xy'),
                      -1).astype(np.float32)
-  at = np.asarray(evaluate.descriptors_at(grid, centers, np.asarray([[5.5, 1.5], [7.5, 9.5]])))
+  at = np.asarray(transfer.descriptors_at(grid, centers, np.asarray([[5.5, 1.5], [7.5, 9.5]])))
   np.testing.assert_allclose(at[0], _unit(grid[0, 1]), rtol=1e-5)
   np.testing.assert_allclose(at[1], _unit((grid[2, 1] + grid[2, 2]) / 2), rtol=1e-5)
 
@@ -260,9 +193,9 @@ def test_refine_with_exact_descriptors_corrects_a_coarse_transfer():
                      -1).astype(np.float32)
   grid = np.eye(size * size, dtype=np.float32).reshape(size, size, -1)
   points = np.asarray([[3.0, 4.0], [10.0, 12.0]], np.float32)
-  coarse = np.asarray(evaluate.transfer(flow, shifted, None, points))
+  coarse = np.asarray(transfer.transfer(flow, shifted, None, points))
   np.testing.assert_array_equal(coarse, points - [1, 0])
-  found = evaluate.Descriptors(grid, grid, centers, 2.0, 0.0)
-  refined = np.asarray(evaluate.transfer(flow, shifted, None, points, method='refine',
+  found = transfer.Descriptors(grid, grid, centers, 2.0, 0.0)
+  refined = np.asarray(transfer.transfer(flow, shifted, None, points, method='refine',
                                          descriptors=found))
   np.testing.assert_array_equal(refined, points)

@@ -1,6 +1,6 @@
-"""Evaluation under each dataset's protocol, written to `WORKDIR/eval/`: `evaluate_state` scores
-a train state (`mode=eval`, the end of training); `score` is the protocol the baselines
-(`asic_jax.baseline`) share.
+"""Evaluation under each dataset's protocol, written to `WORKDIR/eval/`: `evaluate` scores ASIC's
+transfer through a run's flows (`mode=eval`, the end of training); `score` is the protocol the
+baselines (`asic_jax.evaluation.baselines`) share.
 
 `eval/results.json` (ASIC) and `eval/baseline_*.json` (the baselines) hold every number with its
 protocol: PCK@alpha for alpha = 0.10 ... 0.01, pooled over keypoints and averaged per
@@ -18,10 +18,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import config_lib, evaluate, files, inference, parallel
+from asic_jax import config_lib, files, parallel
 from asic_jax.correspondences import extract, matching
 from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
+from asic_jax.evaluation import metrics
+from asic_jax.evaluation import transfer as transfer_lib
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,17 @@ def _protocol(collection: collection_lib.Collection, transfer: str) -> str:
 
 
 def _curve(values: np.ndarray) -> dict[str, float]:
-  return {f'{a:.2f}': float(v) for a, v in zip(evaluate.ALPHAS, values)}
+  return {f'{a:.2f}': float(v) for a, v in zip(metrics.ALPHAS, values)}
 
 
 def score(collection: collection_lib.Collection,
-          transfer_fn: evaluate.TransferFn,
+          transfer_fn: metrics.TransferFn,
           config: ml_collections.ConfigDict,
           transfer: str = NEAREST) -> dict:
   """Every metric of `transfer_fn` on the collection (pairs in the S frame); `transfer` says
   how it picks its pixels, for the protocol line."""
   e = config.eval
-  out = dict(collection=collection.name, size=collection.size, alphas=list(evaluate.ALPHAS))
+  out = dict(collection=collection.name, size=collection.size, alphas=list(metrics.ALPHAS))
   ks = tuple(int(k) for k in e.cycle_ks)
   if collection.eval_pairs is not None:
     pairs = collection.eval_pairs
@@ -60,9 +62,9 @@ def score(collection: collection_lib.Collection,
                threshold=collection.threshold_kind,
                num_pairs=len(pairs),
                num_keypoints=int(pairs.visible.sum()),
-               pck=_curve(evaluate.pck(pred, pairs.trg_points, pairs.visible, pairs.thresholds)),
+               pck=_curve(metrics.pck(pred, pairs.trg_points, pairs.visible, pairs.thresholds)),
                pck_per_pair=_curve(
-                   evaluate.pck_per_pair(pred, pairs.trg_points, pairs.visible, pairs.thresholds)))
+                   metrics.pck_per_pair(pred, pairs.trg_points, pairs.visible, pairs.thresholds)))
   cycles = {}
   # Paper §4.4 scores every hop of a k-cycle within alpha_bbox times the max side of the
   # hop's target box: the object boxes where the collection has them (CUB's PCK itself uses
@@ -73,7 +75,7 @@ def score(collection: collection_lib.Collection,
                    if collection.bboxes is not None else collection.thresholds)
   for k in ks:
     try:
-      tuples = evaluate.sample_tuples(len(collection),
+      tuples = metrics.sample_tuples(len(collection),
                                       k,
                                       e.cycle_tuples,
                                       groups=collection.groups,
@@ -82,7 +84,7 @@ def score(collection: collection_lib.Collection,
       log.warning('No %d-cycles: %s', k, error)
       continue
     if collection.keypoints is not None:
-      values = evaluate.k_cycle_pck(transfer_fn, tuples, collection.keypoints,
+      values = metrics.k_cycle_pck(transfer_fn, tuples, collection.keypoints,
                                     collection.visibility, cycle_lengths)
       visible = np.all(collection.visibility[tuples], axis=1).sum() * k
       cycles[str(k)] = dict(pck=_curve(values),
@@ -91,7 +93,7 @@ def score(collection: collection_lib.Collection,
                             metric=f'{k}-CyPCK',
                             threshold=cycle_kind)
     else:
-      values, counted = evaluate.cycle_consistency(transfer_fn,
+      values, counted = metrics.cycle_consistency(transfer_fn,
                                                    tuples,
                                                    collection.masks_or_ones(),
                                                    collection.size,
@@ -113,8 +115,8 @@ def flow_transfer(flows: jax.Array,
                   temperature: float | None = None,
                   descriptors: tuple[np.ndarray, np.ndarray] | None = None,
                   refine_window: float = 0.0,
-                  refine_temperature: float = 0.0) -> evaluate.TransferFn:
-  """ASIC's transfer through the canonical space (`evaluate.transfer`), as a `TransferFn`;
+                  refine_temperature: float = 0.0) -> metrics.TransferFn:
+  """ASIC's transfer through the canonical space (`transfer.transfer`), as a `TransferFn`;
   'refine' reads `descriptors` (`extract.match_descriptors`: grids, centres), its window in
   pixels."""
   masks = None if masks is None else jnp.asarray(masks)
@@ -127,7 +129,7 @@ def flow_transfer(flows: jax.Array,
 
   def fn(src, trg, points):
     return np.asarray(
-        evaluate.transfer_pairs(flows,
+        transfer_lib.transfer_pairs(flows,
                                 masks,
                                 jnp.asarray(src),
                                 jnp.asarray(trg),
@@ -145,7 +147,7 @@ def flow_transfer(flows: jax.Array,
 
 
 def config_transfer(config: ml_collections.ConfigDict, flows: jax.Array, collection,
-                    masks: np.ndarray | None) -> evaluate.TransferFn:
+                    masks: np.ndarray | None) -> metrics.TransferFn:
   """`flow_transfer` with the config's `eval.transfer` settings (the backbone's descriptors of
   `collection` for 'refine')."""
   e = config.eval
@@ -183,7 +185,7 @@ def markdown(results: dict, method: str) -> str:
     ]
   rows = [('PCK (pooled)', results.get('pck')), ('PCK (per pair)', results.get('pck_per_pair'))]
   rows += [(c['metric'], c['pck']) for c in results['k_cycle'].values()]
-  alphas = [f'{a:.2f}' for a in evaluate.ALPHAS]
+  alphas = [f'{a:.2f}' for a in metrics.ALPHAS]
   lines += [
       '| metric | ' + ' | '.join(f'α={a}' for a in alphas) + ' |', '|---|' + '---|' * len(alphas)
   ]
@@ -220,17 +222,10 @@ def headline(results: dict, method: str = 'ASIC') -> str:
   return f'{method} on {results["collection"]}{step}: ' + '; '.join(parts)
 
 
-def evaluate_state(config: ml_collections.ConfigDict,
-                   state,
-                   collection,
-                   workdir,
-                   *,
-                   step: int,
-                   flows: jax.Array | None = None) -> dict:
-  """Scores a train state on its collection and writes `eval/results.{json,md}`."""
-  if flows is None:
-    flows = inference.collection_flows(config, state, collection.images,
-                                       flipped=collection.flipped)
+def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, workdir, *,
+             step: int) -> dict:
+  """Scores ASIC's transfer through `flows [N, S, S, 2]` (the run's at `step`, its collection's
+  BatchNorm statistics: `inference.collection_flows`) and writes `eval/results.{json,md}`."""
   transfer = NEAREST
   if config.eval.transfer == 'soft':
     transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '

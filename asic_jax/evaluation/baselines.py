@@ -11,7 +11,7 @@ and NBB-style MLS, over any backbone.
 Descriptors come from `features.backbone`: DINO (or DINOv2) with the `baseline.preset` settings
 (`dvd`: the protocol behind the paper's DINO+NN numbers, block 9 key, log-binned, stride 4, 224 px;
 `asic`: ASIC's own pseudo-match descriptors), or VGG-16's `features.vgg.match_layer` on its
-`features.vgg.stride` grid at `data.img_size`. Scores go through `eval_run.score`, the very protocol
+`features.vgg.stride` grid at `data.img_size`. Scores go through `protocol.score`, the very protocol
 ASIC is scored with, into `eval/baseline_<backbone>_<method>.json` and `.md`.
 
 Frames: points are (x, y) pixels of the collection's S frame; descriptors live at `size` px,
@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import eval_run
 from asic_jax.correspondences import extract, matching, orientation
 from asic_jax.errors import UserError
+from asic_jax.evaluation import protocol
 from asic_jax.models import dino
 from asic_jax.ops import sampling
 
@@ -217,7 +217,7 @@ def _vgg_descriptors(config, collection):
 
 def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.ndarray,
                 centers: np.ndarray, size: int):
-  """The `baseline.method` transfer as an `evaluate.TransferFn` (S-frame points)."""
+  """The `baseline.method` transfer as a `metrics.TransferFn` (S-frame points)."""
   scale = (size - 1) / (collection.size - 1)
   descriptors, centers = jnp.asarray(descriptors), jnp.asarray(centers, jnp.float32)
   # Where a prediction may land and which mutual NNs count: the collection's masks, or else
@@ -240,7 +240,7 @@ def transfer_fn(config: ml_collections.ConfigDict, collection, descriptors: np.n
 
 def evaluate(config: ml_collections.ConfigDict, collection) -> dict:
   """`baseline.method` over `features.backbone` on `collection` (described as ASIC's run
-  orients it, where it has `flipped`), scored by `eval_run.score`: the results, with the
+  orients it, where it has `flipped`), scored by `protocol.score`: the results, with the
   method's name (`<backbone>_<method>`) and settings."""
   method, backbone = config.baseline.method, config.features.backbone
   if method not in METHODS:
@@ -253,7 +253,7 @@ def evaluate(config: ml_collections.ConfigDict, collection) -> dict:
   how = ('the target patch whose descriptor is most cosine-similar to the source point\'s'
          if method == 'nn' else 'the affine moving-least-squares warp (alpha '
          f'{config.baseline.mls_alpha}) of the pair\'s mutual nearest-neighbour patches')
-  results = eval_run.score(collection, fn, config, f'{how}, within the target\'s mask or photo')
+  results = protocol.score(collection, fn, config, f'{how}, within the target\'s mask or photo')
   settings.update(method=method, backbone=backbone, orient=bool(config.features.orient))
   if collection.flipped is not None:
     settings['flipped'] = [n for n, f in zip(collection.names, collection.flipped) if f]

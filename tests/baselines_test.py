@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asic_jax import baseline
 from asic_jax.correspondences import extract
 from asic_jax.errors import UserError
+from asic_jax.evaluation import baselines
 from asic_jax.jobs import baseline as baseline_job
 from conftest import load_config
 
@@ -36,7 +36,7 @@ def test_mls_equals_a_hand_computed_warp():
   p = np.asarray([[0, 0], [1, 0], [0, 1], [1, 1]], np.float32)
   q = np.asarray([[0, 0], [1, 0], [0, 1], [2, 2]], np.float32)
   v = np.asarray([[1.0, 0.5]], np.float32)
-  got = np.asarray(baseline.mls_affine(p, q, np.ones(4, bool), v))
+  got = np.asarray(baselines.mls_affine(p, q, np.ones(4, bool), v))
   np.testing.assert_allclose(got[0], [1.5, 1.0], atol=1e-5)
   np.testing.assert_allclose(got[0], _mls_by_the_paper(p, q, v[0]), atol=1e-5)
 
@@ -51,12 +51,12 @@ def test_mls_recovers_an_affine_map_exactly_and_ignores_padding():
   valid[30:] = False
   q[30:] = 100.0  # padding rows hold garbage that must not count
   v = rng.uniform(-1, 1, (25, 2)).astype(np.float32)
-  np.testing.assert_allclose(baseline.mls_affine(p, q, valid, v), v @ a.T + b, atol=2e-5)
+  np.testing.assert_allclose(baselines.mls_affine(p, q, valid, v), v @ a.T + b, atol=2e-5)
   # A keypoint on a control point lands on its image; generic MLS against the paper's formula.
-  np.testing.assert_allclose(baseline.mls_affine(p, q, valid, p[:3]), q[:3], atol=1e-6)
+  np.testing.assert_allclose(baselines.mls_affine(p, q, valid, p[:3]), q[:3], atol=1e-6)
   bent = q + 0.1 * np.sin(3 * p)
   np.testing.assert_allclose(
-      baseline.mls_affine(p, bent, np.ones(40, bool), v),
+      baselines.mls_affine(p, bent, np.ones(40, bool), v),
       np.stack([_mls_by_the_paper(p.astype(np.float64), bent, x) for x in v]),
       atol=1e-4)
 
@@ -66,9 +66,9 @@ def test_mls_with_too_few_control_points_translates_or_stays():
   q = p + np.asarray([0.5, -0.5], np.float32)
   v = np.asarray([[3.0, 4.0]], np.float32)
   two = np.asarray([True, True, False])
-  np.testing.assert_allclose(baseline.mls_affine(p, q, two, v), [[3.5, 3.5]], atol=1e-5)
+  np.testing.assert_allclose(baselines.mls_affine(p, q, two, v), [[3.5, 3.5]], atol=1e-5)
   none = np.zeros(3, bool)
-  np.testing.assert_allclose(baseline.mls_affine(p, q, none, v), v)
+  np.testing.assert_allclose(baselines.mls_affine(p, q, none, v), v)
 
 
 def test_nearest_patch_equals_brute_force():
@@ -77,7 +77,7 @@ def test_nearest_patch_equals_brute_force():
   centers = np.stack(np.meshgrid(np.arange(5) * 4 + 4.0, np.arange(4) * 4 + 4.0), -1)
   points = rng.uniform(0, 22, size=(2, 7, 2)).astype(np.float32)
   src, trg = np.asarray([0, 2]), np.asarray([1, 0])
-  got = baseline.nearest_patches(jnp.asarray(desc), jnp.asarray(centers), jnp.asarray(src),
+  got = baselines.nearest_patches(jnp.asarray(desc), jnp.asarray(centers), jnp.asarray(src),
                                  jnp.asarray(trg), jnp.asarray(points))
   flat = desc.reshape(3, 20, 6) / np.linalg.norm(desc.reshape(3, 20, 6), axis=-1, keepdims=True)
   c = centers.reshape(20, 2)
@@ -175,7 +175,7 @@ def test_oriented_descriptors_describe_flipped_photos_as_their_mirror_images():
   images = np.random.default_rng(0).normal(size=(3, 4, 6, 2)).astype(np.float32)
   describe = lambda x: np.cumsum(np.asarray(x), axis=2)  # not mirror-symmetric
   flipped = np.asarray([False, True, False])
-  found = baseline._oriented(describe, images, flipped)
+  found = baselines._oriented(describe, images, flipped)
   np.testing.assert_allclose(found[[0, 2]], describe(images)[[0, 2]])
   np.testing.assert_allclose(found[1], describe(images[1:2, :, ::-1])[0][:, ::-1], rtol=1e-6)
-  np.testing.assert_allclose(baseline._oriented(describe, images, None), describe(images))
+  np.testing.assert_allclose(baselines._oriented(describe, images, None), describe(images))

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from asic_jax import eval_run
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
+from asic_jax.evaluation import protocol
 from asic_jax.jobs import eval as eval_job
 from conftest import load_config
 
@@ -70,7 +70,7 @@ def test_k_cycles_use_the_object_boxes_as_the_paper_does():
       bboxes=np.asarray([[10, 10, 42, 30]] * n, np.float32))  # max side 32
   off_by_five = lambda src, trg, points: keypoints[trg] + np.asarray([5.0, 0.0], np.float32)
   config = load_config('base', **{'eval.cycle_ks': (2, 3)})
-  results = eval_run.score(collection, off_by_five, config)
+  results = protocol.score(collection, off_by_five, config)
   assert results['pck']['0.10'] == 1.0 and results['threshold'] == 'img'
   for cycle in results['k_cycle'].values():
     assert cycle['threshold'] == 'bbox' and cycle['pck']['0.10'] == 0.0
