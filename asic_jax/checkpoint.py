@@ -162,20 +162,30 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return step, restored.state
 
-  def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
-    """The newest checkpoint that reads, as `(step, state)`; None when none does.
+  def newest(self,
+             abstract: Callable[[ml_collections.ConfigDict], Any] | None = None,
+             *,
+             warn: bool = True) -> tuple[int, ml_collections.ConfigDict, Any] | None:
+    """The newest checkpoint that reads, as `(step, config, state)`; None when none does.
 
-    Each newer one that fails to read is named in a warning with the reason and, unless
-    read-only, moved to `WORKDIR/checkpoints_unreadable/<step>` (kept, never deleted).
+    The one loop over a run's checkpoints, newest first (training's restore-or-init, a warm
+    start, evaluation, the API and the same-run check all read through it). A checkpoint is
+    whole only with its config: that must read, and given `abstract` (the shapes and placement
+    to restore into, from that config: `abstract(config)`) its state too; without `abstract`,
+    `state` is None. Each newer one that fails is named in a warning (`warn`) with the reason
+    and, when states are read and the checkpointer is not read-only, moved to
+    `WORKDIR/checkpoints_unreadable/<step>` (kept, never deleted).
     """
     for step in sorted(self.all_steps(), reverse=True):
       try:
-        found = self.restore(abstract_state, step)
-        self.restore_config(step)  # a checkpoint is whole only with its config
-        return found
+        config = self.restore_config(step)
+        state = None if abstract is None else self.restore(abstract(config), step)[1]
+        return step, config, state
       except Exception as error:  # pylint: disable=broad-except  # Orbax raises many kinds
         why = reason(error)
-      if self.read_only:
+      if not warn:
+        continue
+      if self.read_only or abstract is None:
         log.warning('Checkpoint %s/%d does not read (%s); skipped', self.directory, step, why)
         continue
       aside = self.directory.parent / ASIDE / str(step)
@@ -190,17 +200,17 @@ class Checkpointer:
     return None
 
   def restore_or_init(self, abstract_state: Any, init: Callable[[], Any]) -> tuple[Any, int | None]:
-    """The newest checkpoint that reads (`restore_latest`), or `init()` when none does.
+    """The newest checkpoint that reads (`newest`), or `init()` when none does.
 
     Returns:
       (state, the restored step or None when `init` made it).
     """
-    found = self.restore_latest(abstract_state) if self.all_steps() else None
+    found = self.newest(lambda _: abstract_state) if self.all_steps() else None
     if found is None:
       if self.all_steps() or (self.directory.parent / ASIDE).exists():
         log.warning('No checkpoint in %s reads; starting again from step 0', self.directory)
       return init(), None
-    step, state = found
+    step, _, state = found
     return state, step
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
@@ -211,18 +221,6 @@ class Checkpointer:
       raise FileNotFoundError(f'no checkpoint in {self.directory}')
     restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return saved_config.from_saved(restored.config)
-
-  def newest_config(self, warn: bool = True) -> tuple[int, ml_collections.ConfigDict] | None:
-    """`(step, config)` of the newest checkpoint whose config reads, or None. Newer ones whose
-    config does not are named in a warning (`warn`; training sets them aside)."""
-    for step in sorted(self.all_steps(), reverse=True):
-      try:
-        return step, self.restore_config(step)
-      except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
-        if warn:
-          log.warning('Checkpoint %s/%d: its config does not read (%s); skipped', self.directory,
-                      step, reason(e))
-    return None
 
   def wait(self) -> None:
     """Blocks until every asynchronous save has been written.

@@ -1,13 +1,22 @@
-"""A trained run in a workdir: its saved config (with this command line's evaluation
-settings), its collection and its train state at a checkpoint. `mode=eval`, `mode=visualize`
-and the Python API restore through here.
+"""A trained run read back from its workdir: the one way every part of the package does it.
+
+`restore_run` gives its saved config (with this command line's evaluation settings), its
+collection and its train state at a checkpoint (`mode=eval`, `visualize`, `map`, the Python
+API); `warm_start` a fresh state with another run's weights (`train.init_from`);
+`check_same_run` refuses a workdir that holds another config's run (training and
+`launch.sweep`); `ignored_settings` names what a job on a trained run takes from the run rather
+than from its command line. All read checkpoints through `Checkpointer.newest` (the newest that
+reads) or at one given step.
 """
 
+import json
 import logging
 import pathlib
 from typing import Sequence
 
+import jax
 import ml_collections
+import optax
 
 from asic_jax import checkpoint, config_lib, files, optim, parallel, prepare, saved_config
 from asic_jax import state as state_lib
@@ -15,11 +24,23 @@ from asic_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
-def training_config(cli: ml_collections.ConfigDict | None, checkpointer: checkpoint.Checkpointer,
-                    step: int | None) -> ml_collections.ConfigDict:
-  """The config saved with the checkpoint, with the command line's evaluation settings
-  (`cli`; None keeps the saved ones)."""
-  return saved_config.overlay(cli, checkpointer.restore_config(step))
+
+def abstract_state(config: ml_collections.ConfigDict):
+  """The shapes a checkpoint of the run `config` describes restores into, on this process's
+  first device."""
+  return parallel.on_one_device(
+      state_lib.abstract_state(config, optim.make_optimizer(config), config.data.img_size))
+
+
+def saved_run(workdir: str | pathlib.Path,
+              *,
+              warn: bool = False) -> tuple[int, ml_collections.ConfigDict] | None:
+  """`(step, config)` of the newest checkpoint in `workdir` whose config reads; None when there
+  is none (a damaged one is skipped, named in a warning with `warn`)."""
+  if not (pathlib.Path(workdir) / 'checkpoints').is_dir():
+    return None
+  found = checkpoint.Checkpointer(workdir, read_only=True).newest(warn=warn)
+  return None if found is None else found[:2]
 
 
 def restore_run(config: ml_collections.ConfigDict | None,
@@ -55,34 +76,96 @@ def restore_run(config: ml_collections.ConfigDict | None,
                                      f'{checkpointer.directory} does not read '
                                      f'({checkpoint.reason(e)})')
     try:
-      trained = training_config(config, checkpointer, wanted)
+      trained = saved_config.overlay(config, checkpointer.restore_config(wanted))
     except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
       raise unreadable(e) from None
     collection = prepare.load(trained)
     try:
-      _, state = checkpointer.restore(_abstract(trained, collection), wanted)
+      _, state = checkpointer.restore(abstract_state(trained), wanted)
     except Exception as e:  # pylint: disable=broad-except
       raise unreadable(e) from None
     return trained, collection, state, wanted
-  # The newest checkpoint whose state and config both read (a damaged one is named in a
-  # warning and skipped); the collection and shapes come from any config of the run.
-  found = checkpointer.newest_config(warn=False)
-  if found is None:
-    raise UserError(f'no checkpoint in {checkpointer.directory} reads (saved steps: {steps}): '
-                    'the config saved with each does not read')
-  collection = prepare.load(saved_config.overlay(config, found[1]))
-  found = checkpointer.restore_latest(_abstract(found[1], collection))
+  # The newest checkpoint whose config and state both read (a damaged one is named in a
+  # warning and skipped).
+  found = checkpointer.newest(abstract_state)
   if found is None:
     raise UserError(f'no checkpoint in {checkpointer.directory} reads (saved steps: {steps}); '
                     'see the warnings above')
-  step, state = found
-  return training_config(config, checkpointer, step), collection, state, step
+  step, trained, state = found
+  trained = saved_config.overlay(config, trained)
+  return trained, prepare.load(trained), state, step
 
 
-def _abstract(trained: ml_collections.ConfigDict, collection):
-  """The shapes a checkpoint of the run restores into, on this process's first device."""
-  return parallel.on_one_device(
-      state_lib.abstract_state(trained, optim.make_optimizer(trained), collection.size))
+def check_init_from(config: ml_collections.ConfigDict) -> None:
+  """`train.init_from` checked before anything runs: a folder without a checkpoint whose
+  config reads, or a model of another shape, is one line."""
+  if not config.train.init_from:
+    return
+  what = f'config.train.init_from={config.train.init_from}'
+  found = saved_run(config.train.init_from, warn=True)
+  if found is None:
+    raise UserError(f'{what}: no checkpoint there (expected a trained run\'s workdir) or none '
+                    'whose config reads')
+  _, theirs = found
+  differ = [
+      f'{key} {config_lib.get(theirs, key)!r} there, {config_lib.get(config, key)!r} here'
+      for key in ('model.channel_multiplier', 'model.grid_size')
+      if config_lib.get(theirs, key) != config_lib.get(config, key)
+  ]
+  if differ:
+    raise UserError(f'{what}: its model differs from this run\'s ({"; ".join(differ)})')
+
+
+def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
+               image_size: int) -> state_lib.TrainState:
+  """A fresh state (`config.seed`) with the weights of the run in `train.init_from` (its newest
+  checkpoint that reads; `check_init_from` first): U-Net, canonical grid and BatchNorm
+  statistics; step 0, a fresh optimizer."""
+  source = config.train.init_from
+  found = checkpoint.Checkpointer(source, read_only=True).newest(abstract_state)
+  if found is None:
+    raise UserError(f'config.train.init_from={source}: no checkpoint there reads')
+  step, _, restored = found
+  fresh = state_lib.init_state(config, tx, image_size)
+  log.info('Warm start from %s at its step %d (weights only; a fresh optimizer)', source, step)
+  params = jax.device_get(restored.params)
+  return fresh.replace(params=params,
+                       batch_stats=jax.device_get(restored.batch_stats),
+                       opt_state=tx.init(params))
+
+
+def check_same_run(config: ml_collections.ConfigDict,
+                   workdir: str | pathlib.Path,
+                   *,
+                   remedy: str,
+                   strict: bool = False) -> None:
+  """Refuses a workdir that holds a run of another config (another collection, model or loss:
+  a setting outside `saved_config.RESUME_SETTINGS` differs), naming what differs, rather than
+  resuming it into a shape error or, worse, relabelling its model as trained on other photos.
+
+  The run's config is its newest checkpoint's that reads. A workdir without one passes, unless
+  `strict` (a sweep's workdir whose record names another config: a run whose checkpoints were
+  removed still has its results there), which compares the run's `config.json` instead and
+  refuses without one. `remedy` ends the message (what to do instead).
+  """
+  found = saved_run(workdir)
+  where = f'at step {found[0]}' if found is not None else 'in its config.json'
+  if found is not None:
+    saved = found[1]
+  elif not strict:
+    return
+  else:
+    path = pathlib.Path(workdir) / 'config.json'
+    try:  # read as it is: another run's file, not this run's to set aside
+      saved = saved_config.from_saved(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+      raise UserError(f'{workdir} holds another run, without a checkpoint or a config.json that '
+                      f'reads to compare this one with. {remedy}') from None
+  changed = saved_config.changed_settings(saved, config)
+  if changed:
+    shown = '; '.join(changed[:3]) + (f'; and {len(changed) - 3} more' if len(changed) > 3 else '')
+    raise UserError(f'{workdir} holds another run (config {config_lib.config_hash(saved)} {where}; '
+                    f'this one is {config_lib.config_hash(config)}): {shown}. {remedy}')
 
 
 # Settings that name the collection: a command line naming another one than the run's is
@@ -96,8 +179,7 @@ def ignored_settings(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   config rather than from the command line, where the two differ: every `--config.KEY`
   override in `given` outside `EVAL_SETTINGS`, and the collection (`_COLLECTION`) when the
   command line names one. `KEY=value (the run's: saved)` each; [] without a readable run."""
-  found = checkpoint.Checkpointer(workdir, read_only=True).newest_config(
-      warn=False) if (pathlib.Path(workdir) / 'checkpoints').is_dir() else None
+  found = saved_run(workdir)
   if found is None:
     return []
   _, saved = found

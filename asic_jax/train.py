@@ -25,8 +25,8 @@ import optax
 from tqdm import tqdm
 from tqdm.contrib import logging as tqdm_logging
 
-from asic_jax import (checkpoint, config_lib, files, interrupts, lock, objective, optim, parallel,
-                      prepare, saved_config)
+from asic_jax import (checkpoint, files, interrupts, lock, objective, optim, parallel, prepare,
+                      restore)
 from asic_jax import state as state_lib
 from asic_jax.errors import DiskFull, Interrupted, NonFiniteError, UserError, WorkdirLocked
 from asic_jax.logs import MetricsWriter
@@ -90,70 +90,6 @@ def _check_finite(bad_step: int, bad_term: int, checkpointer: checkpoint.Checkpo
     term = objective.FLAGGED[bad_term]
     what = 'gradient' if term == 'gradient' else f'{term} loss'
     raise NonFiniteError(f'non-finite {what} at step {bad_step}; stopped, {_kept(checkpointer)}')
-
-
-def check_same_run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  """A workdir whose checkpoints come from another config (another collection, model or
-  loss) is refused, naming what differs, rather than resumed into a shape error or, worse,
-  a model silently relabelled as trained on other photos."""
-  if not (workdir / 'checkpoints').is_dir():
-    return
-  found = checkpoint.Checkpointer(workdir, read_only=True).newest_config(warn=False)
-  if found is None:
-    return  # no checkpoint, or none whose config reads (restore_or_init names them)
-  step, saved = found
-  changed = saved_config.changed_settings(saved, config)
-  if changed:
-    shown = '; '.join(changed[:3]) + (f'; and {len(changed) - 3} more' if len(changed) > 3 else '')
-    raise UserError(f'{workdir} holds another run (config {config_lib.config_hash(saved)} at step '
-                    f'{step}; this one is {config_lib.config_hash(config)}): {shown}. Give '
-                    f'another --workdir (with --config.train.init_from={workdir} to start from '
-                    'its weights)')
-
-
-def warm_start_source(config: ml_collections.ConfigDict):
-  """`train.init_from` checked before anything runs: `(its Checkpointer, its config)`, or None
-  without one. A folder without checkpoints, or a model of another shape, is one line."""
-  if not config.train.init_from:
-    return None
-  source = pathlib.Path(config.train.init_from)
-  what = f'config.train.init_from={source}'
-  checkpointer = checkpoint.Checkpointer(
-      source, read_only=True) if (source / 'checkpoints').is_dir() else None
-  found = checkpointer.newest_config() if checkpointer is not None else None
-  if found is None:
-    raise UserError(f'{what}: no checkpoint there (expected a trained run\'s workdir) or none '
-                    'whose config reads')
-  _, theirs = found
-  differ = [
-      f'{key} {config_lib.get(theirs, key)!r} there, {config_lib.get(config, key)!r} here'
-      for key in ('model.channel_multiplier', 'model.grid_size')
-      if config_lib.get(theirs, key) != config_lib.get(config, key)
-  ]
-  if differ:
-    raise UserError(f'{what}: its model differs from this run\'s ({"; ".join(differ)})')
-  return checkpointer, theirs
-
-
-def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
-               image_size: int, source) -> TrainState:
-  """A fresh state with the weights of the run `warm_start_source` found (its newest
-  checkpoint that reads): U-Net, canonical grid and BatchNorm statistics; step 0, a fresh
-  optimizer."""
-  checkpointer, theirs = source
-  abstract = parallel.on_one_device(
-      state_lib.abstract_state(theirs, optim.make_optimizer(theirs), theirs.data.img_size))
-  found = checkpointer.restore_latest(abstract)
-  if found is None:
-    raise UserError(f'config.train.init_from={config.train.init_from}: no checkpoint there reads')
-  step, restored = found
-  fresh = init_state(config, tx, image_size)
-  log.info('Warm start from %s at its step %d (weights only; a fresh optimizer)',
-           config.train.init_from, step)
-  params = jax.device_get(restored.params)
-  return fresh.replace(params=params,
-                       batch_stats=jax.device_get(restored.batch_stats),
-                       opt_state=tx.init(params))
 
 
 def _flags(dp: parallel.DataParallel, state: TrainState) -> tuple[int, int]:
@@ -240,8 +176,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, hooks: Hook
 
   # The workdir's own run and a warm start's source (config files only), the collection,
   # devices and the perceptual weights: a mistake in any stops here, with nothing written.
-  check_same_run(config, workdir)
-  source = warm_start_source(config)
+  restore.check_same_run(config,
+                         workdir,
+                         remedy=f'Give another --workdir (with --config.train.init_from={workdir} '
+                         'to start from its weights)')
+  restore.check_init_from(config)
   collection = prepare.load(config)
   hooks.check(config, collection)
   dp = parallel.DataParallel(config.parallel)
@@ -268,8 +207,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, hooks: Hook
   abstract = dp.abstract(state_lib.abstract_state(config, tx, collection.size))
   # Without a checkpoint of its own that reads, a run starts fresh, or from `train.init_from`.
   state, resumed = checkpointer.restore_or_init(
-      abstract, lambda: warm_start(config, tx, collection.size, source)
-      if source else init_state(config, tx, collection.size))
+      abstract, lambda: restore.warm_start(config, tx, collection.size)
+      if config.train.init_from else init_state(config, tx, collection.size))
   if resumed is not None:
     log.info('Resumed from %s at step %d', checkpointer.directory, resumed)
   if resumed is None or dp.mode == 'pmap':

@@ -30,7 +30,7 @@ import sys
 
 import ml_collections
 
-from asic_jax import config_lib, files, saved_config
+from asic_jax import config_lib, files
 from asic_jax.errors import UserError
 
 # Keys of `add(...)` that are not config fields.
@@ -193,25 +193,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
   return plan
 
 
-def _check_same_run(workdir: pathlib.Path, config: ml_collections.ConfigDict, saved_hash: str,
-                    this_hash: str) -> None:
-  """A workdir whose run differs from this sweep's only in `saved_config.RESUME_SETTINGS` (more
-  steps, other logging) is the same run, resumed or extended as train itself would; any other
-  difference is refused, naming it."""
-  saved = workdir / 'config.json'
-  changed = ['its config.json is missing']
-  if saved.is_file():
-    changed = saved_config.changed_settings(
-        saved_config.from_saved(json.loads(saved.read_text())), config)
-  if changed:
-    raise UserError(f'{workdir} holds a run of another config (hash {saved_hash}, this sweep\'s '
-                    f'run is {this_hash}: {"; ".join(changed[:3])}); remove it or give another '
-                    '--root')
-
-
 def _run_all(plan: list[dict], root: pathlib.Path) -> None:
   import jax  # pylint: disable=import-outside-toplevel
-  from asic_jax import main  # pylint: disable=import-outside-toplevel
+  from asic_jax import main, restore  # pylint: disable=import-outside-toplevel
   main.setup_process(plan[0]['config'])  # the same for every run: the command line's
   root.mkdir(parents=True, exist_ok=True)
   if not jax.config.jax_compilation_cache_dir:
@@ -226,7 +210,12 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
     if marker.is_file():
       before = json.loads(marker.read_text())
       if before.get('config_hash') != record['config_hash']:
-        _check_same_run(workdir, config, before.get('config_hash'), record['config_hash'])
+        # Another config's record: the same run only if it differs in what a resume may change
+        # (more steps, other logging), as train itself would resume it.
+        restore.check_same_run(config,
+                               workdir,
+                               remedy='Remove it or give another --root',
+                               strict=True)
       elif before.get('finished') and config.mode == 'train':
         print(f'[{index}/{len(plan)}] {workdir}: done, skipped', flush=True)
         continue

@@ -93,3 +93,32 @@ def test_a_save_that_finds_the_device_full_names_it_and_keeps_the_last_one(tmp_p
   assert str(caught.value).endswith(f' free there, about {needed} needed)')
   assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == ['2']
   assert {p: p.read_bytes() for p in kept.rglob('*') if p.is_file()} == before
+
+
+def test_newest_reads_config_and_state_and_sets_aside_only_what_it_restores(tmp_path, caplog):
+  """The one loop over checkpoints: without shapes it reads configs only and never moves
+  anything; with them a checkpoint whose state does not read is skipped, and set aside by a
+  writer (training), never by a reader."""
+  config = load_config('tiny')
+  ckpt = checkpoint.Checkpointer(tmp_path)
+  for step in (1, 2, 3):
+    ckpt.save(step, {'w': np.full(4, step, np.float32)}, config)
+  ckpt.close()
+  (tmp_path / 'checkpoints' / '3' / 'config' / 'metadata').write_bytes(b'not json')
+  _damage(tmp_path, 2)
+  shapes = lambda saved: {'w': np.zeros(4, np.float32)}
+  reader = checkpoint.Checkpointer(tmp_path, read_only=True)
+  step, saved, state = reader.newest(warn=False)
+  assert (step, state, saved.to_json()) == (2, None, config.to_json())  # 2's config reads
+  with caplog.at_level(logging.WARNING, logger='asic_jax'):
+    step, _, state = reader.newest(shapes)
+  assert step == 1 and np.all(state['w'] == 1)
+  skipped = [m for m in caplog.messages if 'does not read' in m]
+  assert len(skipped) == 2 and all(m.endswith('; skipped') for m in skipped)
+  assert '/3 does not read' in skipped[0] and '/2 does not read' in skipped[1]
+  assert reader.all_steps() == [1, 2, 3]
+  writer = checkpoint.Checkpointer(tmp_path)
+  assert writer.newest(shapes)[0] == 1
+  writer.close()
+  assert sorted(p.name for p in (tmp_path / checkpoint.ASIDE).iterdir()) == ['2', '3']
+  assert checkpoint.Checkpointer(tmp_path, read_only=True).all_steps() == [1]

@@ -143,26 +143,20 @@ def test_sweeps_of_other_collections_or_overrides_get_other_workdirs(tmp_path):
 
 
 def test_a_workdir_of_another_config_is_an_error_not_overwritten(tmp_path):
-  plan = sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run'])
-  marker = pathlib.Path(plan[0]['workdir']) / 'sweep.json'
-  marker.parent.mkdir(parents=True)
-  marker.write_text(json.dumps(dict(config_hash='0123456789ab', finished=True)))
-  with pytest.raises(UserError, match='holds a run of another config'):
-    sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}'])
-  assert json.loads(marker.read_text())['config_hash'] == '0123456789ab'
-
-
-def test_a_run_extended_by_more_steps_is_the_same_run_another_learning_rate_is_not(tmp_path):
-  # The sweep's record hashes the whole config; a workdir whose run differs only in what a
-  # resume may change (saved_config.RESUME_SETTINGS) is resumed, as train itself would.
+  """A workdir whose sweep record names another config is compared with what its run saved
+  (`restore.check_same_run`, strict): nothing to compare with, or a setting a resume may not
+  change (the learning rate), is refused before anything is written."""
   plan = sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}', '--dry_run'])
   workdir, config = pathlib.Path(plan[0]['workdir']), plan[0]['config']
-  workdir.mkdir(parents=True)
+  marker = workdir / 'sweep.json'
+  marker.parent.mkdir(parents=True)
+  marker.write_text(json.dumps(dict(config_hash='0123456789ab', finished=True)))
+  with pytest.raises(UserError, match='holds another run, without a checkpoint or a config.json'):
+    sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}'])
   saved = copy.deepcopy(config)
-  saved.train.num_steps += 100
-  (workdir / 'config.json').write_text(saved.to_json())
-  sweep._check_same_run(workdir, config, 'aaaaaaaaaaaa', 'bbbbbbbbbbbb')  # pylint: disable=protected-access
   saved.optim.lr *= 2
   (workdir / 'config.json').write_text(saved.to_json())
-  with pytest.raises(UserError, match=r'holds a run of another config .*optim\.lr'):
-    sweep._check_same_run(workdir, config, 'aaaaaaaaaaaa', 'bbbbbbbbbbbb')  # pylint: disable=protected-access
+  with pytest.raises(UserError, match=r'holds another run .*optim\.lr.*give another --root'):
+    sweep.main(['--config=configs/tiny.py', f'--root={tmp_path}'])
+  assert json.loads(marker.read_text())['config_hash'] == '0123456789ab'
+  assert sorted(p.name for p in workdir.iterdir()) == ['config.json', 'sweep.json']
