@@ -12,7 +12,7 @@ Frames: every point argument and result is (x, y) in the pixels of the image's *
 photo (0 ... W - 1, corner-aligned pixel centres), not the S x S square the model sees; the
 run keeps each photo's `SquareFrame` (padding, scale and size) and maps through it. Images are
 named by name or by index. One restore (`asic_jax.restore`) and one inference path
-(`asic_jax.inference`, `asic_jax.evaluation`) serve `mode=eval`, `mode=visualize` and this API,
+(`asic_jax.flows`, `asic_jax.evaluation`) serve `mode=eval`, `mode=visualize` and this API,
 so a transfer here is exactly `mode=eval`'s in the S frame.
 
 Photos outside the collection (`map`) are run through the U-Net with the *collection's*
@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asic_jax import inference, restore, visualize
+from asic_jax import restore, visualize
+from asic_jax import flows as flows_lib
 from asic_jax.correspondences import matching
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
@@ -69,7 +70,7 @@ def restored(cli, workdir, step: int = 0) -> 'Alignment':
   that reads), or at `cli.eval.step` with the command line's evaluation settings (`cli`; None:
   the run's own)."""
   config, collection, state, step = restore.restore_run(cli, workdir, step=step)
-  flows = inference.collection_flows(config, state, collection.images,
+  flows = flows_lib.collection_flows(config, state, collection.images,
                                      flipped=collection.flipped)
   return Alignment(config, collection, state, step, flows)
 
@@ -356,11 +357,11 @@ class Alignment:
       from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
       new_flipped = extract.orient_new(self.collection, squares, new_masks, self.config)
     if self._statistics is None:
-      self._statistics = inference.statistics(self.config,
+      self._statistics = flows_lib.statistics(self.config,
                                               self._state,
                                               self.collection.images,
                                               flipped=self.collection.flipped)
-    flows = inference.flows_with(self.config,
+    flows = flows_lib.flows_with(self.config,
                                  self._state,
                                  self._statistics,
                                  squares,

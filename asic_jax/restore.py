@@ -19,7 +19,7 @@ import ml_collections
 import optax
 
 from asic_jax import checkpoint, config_lib, files, optim, parallel, prepare, saved_config
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from asic_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def abstract_state(config: ml_collections.ConfigDict):
   """The shapes a checkpoint of the run `config` describes restores into, on this process's
   first device."""
   return parallel.on_one_device(
-      state_lib.abstract_state(config, optim.make_optimizer(config), config.data.img_size))
+      train_state.abstract_state(config, optim.make_optimizer(config), config.data.img_size))
 
 
 def saved_run(workdir: str | pathlib.Path,
@@ -117,7 +117,7 @@ def check_init_from(config: ml_collections.ConfigDict) -> None:
 
 
 def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
-               image_size: int) -> state_lib.TrainState:
+               image_size: int) -> train_state.TrainState:
   """A fresh state (`config.seed`) with the weights of the run in `train.init_from` (its newest
   checkpoint that reads; `check_init_from` first): U-Net, canonical grid and BatchNorm
   statistics; step 0, a fresh optimizer."""
@@ -126,7 +126,7 @@ def warm_start(config: ml_collections.ConfigDict, tx: optax.GradientTransformati
   if found is None:
     raise UserError(f'config.train.init_from={source}: no checkpoint there reads')
   step, _, restored = found
-  fresh = state_lib.init_state(config, tx, image_size)
+  fresh = train_state.init_state(config, tx, image_size)
   log.info('Warm start from %s at its step %d (weights only; a fresh optimizer)', source, step)
   params = jax.device_get(restored.params)
   return fresh.replace(params=params,

@@ -27,11 +27,11 @@ from tqdm.contrib import logging as tqdm_logging
 
 from asic_jax import (checkpoint, files, interrupts, lock, objective, optim, parallel, prepare,
                       restore)
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from asic_jax.errors import DiskFull, Interrupted, NonFiniteError, UserError, WorkdirLocked
 from asic_jax.logs import MetricsWriter
-from asic_jax.models import perceptual
-from asic_jax.state import TrainState, init_state, make_model
+from asic_jax.models import asic, perceptual
+from asic_jax.train_state import TrainState, init_state
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +197,14 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, hooks: Hook
   data = device_data(collection, config.parts.num_parts)
 
   # Model, loss and optimizer.
-  loss = objective.Objective(model=make_model(config),
+  loss = objective.Objective(model=asic.make_model(config, bn_axis_name=parallel.AXIS),
                              config=config,
                              num_devices=dp.num_devices,
                              perceptual=perceptual_fn)
 
   # Restore or init.
   checkpointer = checkpoint.Checkpointer(workdir, keep=config.checkpoint.keep)
-  abstract = dp.abstract(state_lib.abstract_state(config, tx, collection.size))
+  abstract = dp.abstract(train_state.abstract_state(config, tx, collection.size))
   # Without a checkpoint of its own that reads, a run starts fresh, or from `train.init_from`.
   state, resumed = checkpointer.restore_or_init(
       abstract, lambda: restore.warm_start(config, tx, collection.size)

@@ -10,12 +10,11 @@ import math
 import ml_collections
 
 from asic_jax import config_lib, losses, objective, optim, parallel
-from asic_jax import state as state_lib
 from asic_jax.correspondences import extract, kmeans
 from asic_jax.data import benchmark
 from asic_jax.errors import UserError
 from asic_jax.evaluation import baselines, transfer
-from asic_jax.models import perceptual, vgg
+from asic_jax.models import asic, perceptual, vgg
 
 
 def check(c: ml_collections.ConfigDict) -> None:
@@ -32,7 +31,7 @@ def check(c: ml_collections.ConfigDict) -> None:
     need(config_lib.get(c, field) in valid, field, f'one of {tuple(valid)}')
 
   choice('parallel', parallel.MODES)
-  choice('dtype', state_lib.DTYPES)
+  choice('dtype', asic.DTYPES)
   need(c.train.num_steps >= 0, 'train.num_steps', '>= 0')
   need(c.train.batch_size >= 2 and c.train.batch_size % 2 == 0, 'train.batch_size',
        'an even number >= 2 (images; pairs = half)')

@@ -31,8 +31,9 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, files, inference
-from asic_jax import state as state_lib
+from asic_jax import drawing, files
+from asic_jax import flows as flows_lib
+from asic_jax import train_state
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
 from asic_jax.evaluation import transfer
@@ -278,7 +279,7 @@ def _parts_figure(collection, view, shown) -> tuple[np.ndarray, str] | None:
 
 
 def figures(config: ml_collections.ConfigDict,
-            state: state_lib.TrainState,
+            state: train_state.TrainState,
             collection: collection_lib.Collection,
             flows: jax.Array | None = None) -> Figures:
   """Every figure of the current alignment, as `{name: (uint8 [H, W, 3], caption)}`.
@@ -287,7 +288,7 @@ def figures(config: ml_collections.ConfigDict,
     config: the run's config (`vis.*`, `seed`).
     state: the train state (its grid; its model when `flows` is None).
     collection: the collection.
-    flows: `[N, S, S, 2]`, or None to compute them (`inference.collection_flows`).
+    flows: `[N, S, S, 2]`, or None to compute them (`flows_lib.collection_flows`).
 
   Returns:
     'colour_wheel', 'colour_maps', 'dense_warps' (when any pair is asked for),
@@ -295,7 +296,7 @@ def figures(config: ml_collections.ConfigDict,
     'pseudo_matches' and 'parts_and_masks'.
   """
   if flows is None:
-    flows = inference.collection_flows(config, state, collection.images,
+    flows = flows_lib.collection_flows(config, state, collection.images,
                                          flipped=collection.flipped)
   flows = jnp.asarray(flows)
   size, n = config.vis.size, len(collection)

@@ -11,8 +11,9 @@ import time
 
 import jax
 
-from asic_jax import config_lib, inference, optim
-from asic_jax import state as state_lib
+from asic_jax import config_lib, optim
+from asic_jax import flows as flows_lib
+from asic_jax import train_state
 from asic_jax.data import synthetic
 from asic_jax.evaluation import protocol
 from benchmarks import common
@@ -28,11 +29,11 @@ def bench(n: int, img: int) -> dict:
                                         num_parts=8,
                                         seed=0,
                                         max_per_image=4)
-  state = state_lib.init_state(c, optim.make_optimizer(c), img)
-  flows = inference.collection_flows(c, state, collection.images)  # compile
+  state = train_state.init_state(c, optim.make_optimizer(c), img)
+  flows = flows_lib.collection_flows(c, state, collection.images)  # compile
   jax.block_until_ready(flows)
   start = time.perf_counter()
-  flows = jax.block_until_ready(inference.collection_flows(c, state, collection.images))
+  flows = jax.block_until_ready(flows_lib.collection_flows(c, state, collection.images))
   flows_s = time.perf_counter() - start
   transfer = protocol.flow_transfer(flows, collection.masks, c.eval.chunk)
   protocol.score(collection, transfer, c)  # compile

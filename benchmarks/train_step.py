@@ -16,9 +16,9 @@ import time
 import jax
 
 from asic_jax import config_lib, objective, optim, parallel, train
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from asic_jax.data import synthetic
-from asic_jax.models import perceptual
+from asic_jax.models import asic, perceptual
 from benchmarks import common
 
 RELEASED_CPU_S_PER_STEP = 1.06  # the released code at the `released` shape, 2-core CPU
@@ -64,13 +64,13 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
   dp = parallel.DataParallel(config.parallel)
   perceptual_fn, frozen = perceptual.load_perceptual(config.loss.perceptual,
                                                      config.loss.perceptual_weights)
-  loss = objective.Objective(model=state_lib.make_model(config),
+  loss = objective.Objective(model=asic.make_model(config, bn_axis_name=parallel.AXIS),
                              config=config,
                              num_devices=dp.num_devices,
                              perceptual=perceptual_fn)
   tx = optim.make_optimizer(config)
   step = dp.wrap(train.make_step(loss, tx, optim.learning_rate(config), 0), donate_argnums=(0,))
-  state = dp.replicate(state_lib.init_state(config, tx, config.data.img_size))
+  state = dp.replicate(train_state.init_state(config, tx, config.data.img_size))
   data, frozen = dp.replicate(train.device_data(collection,
                                                 config.parts.num_parts)), dp.replicate(frozen)
 

@@ -13,7 +13,8 @@ import sys
 
 import numpy as np
 
-from asic_jax import inference, restore
+from asic_jax import restore
+from asic_jax import flows as flows_lib
 from asic_jax.correspondences import extract
 from asic_jax.evaluation import protocol
 
@@ -32,7 +33,7 @@ def main(argv=None):
   print('|---|---|---|---|---|---|---|')
   for workdir in args.workdirs:
     config, collection, state, _ = restore.restore_run(None, workdir)
-    flows = inference.collection_flows(config, state, collection.images, flipped=collection.flipped)
+    flows = flows_lib.collection_flows(config, state, collection.images, flipped=collection.flipped)
     descriptors = extract.match_descriptors(collection, config)
     for method, window, temperature in settings:
       fn = protocol.flow_transfer(flows,

@@ -18,7 +18,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
-from asic_jax import config_lib, inference, main as asic_main, restore, train
+from asic_jax import config_lib, restore, train
+from asic_jax import flows as flows_lib
+from asic_jax import main as asic_main
 from asic_jax.evaluation import protocol
 
 
@@ -36,7 +38,7 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as workdir:
     train.train(c, workdir)
     config, collection, state, _ = restore.restore_run(None, workdir)
-    flows = inference.collection_flows(config, state, collection.images,
+    flows = flows_lib.collection_flows(config, state, collection.images,
                                        flipped=collection.flipped)
     settings = [('nearest', 0, 1.0)] + [('soft', w, t) for w in (1, 2, 3)
                                         for t in (0.25, 0.5, 1.0, 2.0, 4.0)]

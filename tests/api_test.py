@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 import asic_jax
-from asic_jax import api, inference, restore
+from asic_jax import api, restore
+from asic_jax import flows as flows_lib
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
 from asic_jax.evaluation import transfer
@@ -29,7 +30,7 @@ def test_transfer_is_exactly_eval_transfer(run, tiny_run):
   `mode=eval`'s: the same flows, the same nearest pixel, for every evaluation pair."""
   config, collection, state, step = restore.restore_run(None, tiny_run)
   assert step == run.step == 20
-  flows = inference.collection_flows(config, state, collection.images)
+  flows = flows_lib.collection_flows(config, state, collection.images)
   pairs = collection.eval_pairs
   expected = np.asarray(
       transfer.transfer_pairs(flows, jnp.asarray(collection.masks), jnp.asarray(pairs.src),

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from asic_jax import checkpoint, optim, train
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from conftest import ROOT, load_config
 
 OVERRIDES = {
@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 def _final_params(workdir, config):
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  template = state_lib.init_state(config, optim.make_optimizer(config), config.data.img_size)
+  template = train_state.init_state(config, optim.make_optimizer(config), config.data.img_size)
   step, state = ckpt.restore(template)
   assert step == 3
   return jax.device_get(state.params)

@@ -176,7 +176,7 @@ def test_ctrl_c_during_eval_is_one_line_and_exit_130(tiny_run, tmp_path):
   lines = ('interrupted (Ctrl-C): stopped before the job started; nothing was written',
            'interrupted (Ctrl-C): eval stopped before it finished; what it had written is whole '
            '(every file is written atomically): rerun the same command')
-  in_gc = dict(target='asic_jax.inference:collection_flows', call=1, action='int_in_gc')
+  in_gc = dict(target='asic_jax.flows:collection_flows', call=1, action='int_in_gc')
   for moment in ('imports', 'evaluation', 'gc callback'):
     fault = json.dumps(in_gc) if moment == 'gc callback' else ''
     command = [sys.executable, 'tests/fault_driver.py', '--config=configs/tiny.py']
@@ -452,8 +452,8 @@ def _fault_moments(seed: int) -> list[dict]:
 def _checkpoint_state(workdir, step):
   config = load_config('tiny', **FAULT_RUN)
   from asic_jax import checkpoint, optim  # pylint: disable=import-outside-toplevel
-  from asic_jax import state as state_lib  # pylint: disable=import-outside-toplevel
-  template = state_lib.init_state(config, optim.make_optimizer(config), config.data.img_size)
+  from asic_jax import train_state  # pylint: disable=import-outside-toplevel
+  template = train_state.init_state(config, optim.make_optimizer(config), config.data.img_size)
   _, state = checkpoint.Checkpointer(workdir, read_only=True).restore(template, step)
   return jax.device_get(state)
 

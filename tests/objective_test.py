@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from asic_jax import objective, optim, parallel, train
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from asic_jax.data import synthetic
+from asic_jax.models import asic
 from conftest import load_config
 
 
@@ -37,11 +38,11 @@ def test_gradient_routing_of_every_term():
   config, collection = _setup(**{f'loss.{k}': v for k, v in weights.items()})
   dp = parallel.DataParallel('shard_map', jax.devices()[:1])
   l1 = lambda params, x, y: jnp.mean(jnp.abs(x - y), axis=(1, 2, 3))
-  loss = objective.Objective(model=state_lib.make_model(config),
+  loss = objective.Objective(model=asic.make_model(config, bn_axis_name=parallel.AXIS),
                              config=config,
                              num_devices=1,
                              perceptual=l1)
-  state = state_lib.init_state(config, optim.make_optimizer(config), collection.size)
+  state = train_state.init_state(config, optim.make_optimizer(config), collection.size)
   # A live head (it starts at zero), so every U-Net layer gets a gradient.
   params = _live_head(state.params, 0.01)
 
@@ -71,7 +72,7 @@ def test_global_batch_is_sliced_per_device():
 
   def sampled(devices):
     dp = parallel.DataParallel('shard_map', devices)
-    loss = objective.Objective(model=state_lib.make_model(config),
+    loss = objective.Objective(model=asic.make_model(config, bn_axis_name=parallel.AXIS),
                                config=config,
                                num_devices=dp.num_devices)
 
@@ -122,8 +123,8 @@ def test_mirrored_photos_marked_flipped_give_the_same_loss():
   weights = dict(kp=1.0, equi=0.0, tv=100.0, recon=0.0, mask=1.0, parts=1.0)
   config, collection = _setup(**{f'loss.{k}': v for k, v in weights.items()})
   size = collection.size
-  loss = objective.Objective(model=state_lib.make_model(config), config=config, num_devices=1)
-  state = state_lib.init_state(config, optim.make_optimizer(config), size)
+  loss = objective.Objective(model=asic.make_model(config, bn_axis_name=parallel.AXIS), config=config, num_devices=1)
+  state = train_state.init_state(config, optim.make_optimizer(config), size)
   params = _live_head(state.params, 0.05)
   dp = parallel.DataParallel('shard_map', jax.devices()[:1])
   terms = dp.wrap(lambda p, b, d: loss(p, b, d, {}, jax.random.key(3))[1][0])

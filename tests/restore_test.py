@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from asic_jax import checkpoint, optim, restore
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from asic_jax.errors import UserError
 from conftest import load_config
 
@@ -86,7 +86,7 @@ def test_a_warm_start_has_the_sources_weights_and_a_fresh_optimizer(tiny_run, tm
   for a, b in zip(jax.tree.leaves((warm.params, warm.batch_stats)),
                   jax.tree.leaves((source.params, source.batch_stats))):
     np.testing.assert_array_equal(a, b)
-  fresh = state_lib.init_state(config, tx, config.data.img_size)
+  fresh = train_state.init_state(config, tx, config.data.img_size)
   assert int(warm.step) == 0 and int(warm.bad_step) == -1
   for a, b in zip(jax.tree.leaves(warm.opt_state), jax.tree.leaves(fresh.opt_state)):
     if a.shape == b.shape and a.dtype == b.dtype and a.ndim:  # Adam's moments: zeros

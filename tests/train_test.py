@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from asic_jax import checkpoint, objective, optim, parallel, train
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from asic_jax import prepare
 from asic_jax.data import synthetic
 from asic_jax.errors import NonFiniteError, UserError
 from asic_jax.evaluation import protocol
 from asic_jax.jobs import train as train_job
+from asic_jax.models import asic
 from asic_jax.ops import sampling
 from conftest import load_config
 
@@ -45,12 +46,12 @@ def _collection(config):
 
 def _run_steps(config, collection, dp, num_steps):
   tx = optim.make_optimizer(config)
-  loss = objective.Objective(model=state_lib.make_model(config),
+  loss = objective.Objective(model=asic.make_model(config, bn_axis_name=parallel.AXIS),
                              config=config,
                              num_devices=dp.num_devices)
   step = dp.wrap(train.make_step(loss, tx, optim.learning_rate(config), config.seed),
                  donate_argnums=(0,))
-  state = dp.replicate(state_lib.init_state(config, tx, collection.size))
+  state = dp.replicate(train_state.init_state(config, tx, collection.size))
   data = dp.replicate(train.device_data(collection, config.parts.num_parts))
   frozen = dp.replicate({})
   for _ in range(num_steps):
@@ -60,7 +61,7 @@ def _run_steps(config, collection, dp, num_steps):
 
 def _restore(workdir, config):
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  template = state_lib.init_state(config, optim.make_optimizer(config), config.data.img_size)
+  template = train_state.init_state(config, optim.make_optimizer(config), config.data.img_size)
   step, state = ckpt.restore(template)
   return ckpt, step, jax.device_get(state)
 
@@ -75,7 +76,7 @@ def test_shard_map_pmap_and_one_device_agree():
   pmap = _run_steps(config, collection, parallel.DataParallel('pmap', devices), 3)
   single = _run_steps(config, collection, parallel.DataParallel('shard_map', devices[:1]), 3)
   assert int(shard.step) == int(pmap.step) == int(single.step) == 3
-  initial = state_lib.init_state(config, optim.make_optimizer(config), collection.size)
+  initial = train_state.init_state(config, optim.make_optimizer(config), collection.size)
   moved = max(
       np.max(np.abs(x - y))
       for x, y in zip(jax.tree.leaves(shard.params), jax.tree.leaves(initial.params)))

@@ -225,7 +225,7 @@ def headline(results: dict, method: str = 'ASIC') -> str:
 def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, workdir, *,
              step: int) -> dict:
   """Scores ASIC's transfer through `flows [N, S, S, 2]` (the run's at `step`, its collection's
-  BatchNorm statistics: `inference.collection_flows`) and writes `eval/results.{json,md}`."""
+  BatchNorm statistics: `flows_lib.collection_flows`) and writes `eval/results.{json,md}`."""
   transfer = NEAREST
   if config.eval.transfer == 'soft':
     transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '

@@ -5,7 +5,8 @@ keypoints), the figures, the explorer and the report."""
 import logging
 import pathlib
 
-from asic_jax import explore, inference, parallel, report, train, visualize
+from asic_jax import explore, parallel, report, train, visualize
+from asic_jax import flows as flows_lib
 from asic_jax.evaluation import protocol
 from asic_jax.logs import MetricsWriter
 
@@ -30,7 +31,7 @@ def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWri
   step = int(state.step)
   log.info('Flows of the %d images%s', len(collection),
            ', then the evaluation' if collection.eval_pairs is not None else '')
-  flows = inference.collection_flows(config, state, collection.images,
+  flows = flows_lib.collection_flows(config, state, collection.images,
                                      flipped=collection.flipped)
   if collection.eval_pairs is not None:
     results = out['eval'] = protocol.evaluate(config, collection, flows, workdir, step=step)

@@ -6,7 +6,8 @@ import pathlib
 
 import ml_collections
 
-from asic_jax import drawing, explore, inference, parallel, report, restore, visualize
+from asic_jax import drawing, explore, parallel, report, restore, visualize
+from asic_jax import flows as flows_lib
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   `edit.image` is set, `report/explore.html` and `report/index.html`; returns a summary."""
   workdir = pathlib.Path(workdir)
   trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
-  flows = inference.collection_flows(trained, state, collection.images,
+  flows = flows_lib.collection_flows(trained, state, collection.images,
                                      flipped=collection.flipped)
   found = visualize.figures(trained, state, collection, flows)
   edited = None

@@ -5,7 +5,7 @@ Variables of `Asic`: `{'params': {'align': <UNet params>, 'grid': [G, G, C]},
 `Asic().init(key, images, train=False)` creates both (setup declares the grid, and any
 call runs setup).
 
-    model = Asic()
+    model = make_model(config)   # or Asic(channel_multiplier=..., grid_size=...)
     variables = model.init(key, jnp.zeros((1, 256, 256, 3)), train=False)
     flow, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])
     recon = model.apply(variables, flow, 128, method=Asic.reconstruct)
@@ -16,10 +16,15 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from asic_jax.errors import UserError
 from asic_jax.models import canonical
 from asic_jax.models.unet import UNet
 from asic_jax.ops import sampling
+
+# Compute dtypes of the U-Net (parameters stay float32).
+DTYPES = ('float32', 'bfloat16')
 
 
 class Asic(nn.Module):
@@ -66,3 +71,20 @@ class Asic(nn.Module):
     See `canonical.sample_grid`; `size` must be static under jit.
     """
     return canonical.sample_grid(self.grid, flow, size)
+
+
+def make_model(config: ml_collections.ConfigDict, *, bn_axis_name: str | None = None) -> Asic:
+  """The model `config.model` and `config.dtype` describe: the one place it is built (training,
+  the flows of a trained run, checkpoint shapes).
+
+  Args:
+    config: the run's config.
+    bn_axis_name: the mapped axis BatchNorm synchronises over (`parallel.AXIS` inside the
+      data-parallel step), or None outside it.
+  """
+  if config.dtype not in DTYPES:
+    raise UserError(f'config.dtype must be one of {DTYPES}, got {config.dtype!r}')
+  return Asic(channel_multiplier=config.model.channel_multiplier,
+              grid_size=config.model.grid_size,
+              dtype=jnp.dtype(config.dtype),
+              bn_axis_name=bn_axis_name)

@@ -4,15 +4,15 @@ import jax
 import numpy as np
 
 from asic_jax import optim
-from asic_jax import state as state_lib
+from asic_jax import train_state
 from conftest import load_config
 
 
 def test_abstract_state_has_the_shapes_of_a_real_init(monkeypatch):
   config = load_config('tiny')
   tx = optim.make_optimizer(config)
-  real = state_lib.init_state(config, tx, config.data.img_size)
-  abstract = state_lib.abstract_state(config, tx, config.data.img_size)
+  real = train_state.init_state(config, tx, config.data.img_size)
+  abstract = train_state.abstract_state(config, tx, config.data.img_size)
   assert jax.tree.structure(real) == jax.tree.structure(abstract)
   for x, y in zip(jax.tree.leaves(real), jax.tree.leaves(abstract)):
     assert isinstance(y, jax.ShapeDtypeStruct) and (x.shape, x.dtype) == (y.shape, y.dtype)

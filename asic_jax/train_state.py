@@ -1,5 +1,5 @@
-"""The train state, the model a config describes, a fresh state from the seed, and its
-shapes (`abstract_state`: the template a checkpoint is restored into, without an init)."""
+"""The train state, a fresh one from the seed, and its shapes (`abstract_state`: the template a
+checkpoint is restored into, without an init)."""
 
 from typing import Any
 
@@ -9,13 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from asic_jax import parallel
-from asic_jax.errors import UserError
-from asic_jax.models.asic import Asic
-
-
-# Compute dtypes of the U-Net (parameters stay float32).
-DTYPES = ('float32', 'bfloat16')
+from asic_jax.models import asic
 
 
 @flax.struct.dataclass
@@ -40,21 +34,10 @@ class TrainState:
   bad_term: jax.Array
 
 
-def make_model(config: ml_collections.ConfigDict,
-               *,
-               bn_axis_name: str | None = parallel.AXIS) -> Asic:
-  if config.dtype not in DTYPES:
-    raise UserError(f'config.dtype must be one of {DTYPES}, got {config.dtype!r}')
-  return Asic(channel_multiplier=config.model.channel_multiplier,
-              grid_size=config.model.grid_size,
-              dtype=jnp.dtype(config.dtype),
-              bn_axis_name=bn_axis_name)
-
-
 def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
                image_size: int) -> TrainState:
   """A fresh state from `config.seed` (host-side; replicate before use)."""
-  model = make_model(config, bn_axis_name=None)
+  model = asic.make_model(config)
   # One compiled init (eagerly, each of the ~40 initialisers compiles on its own),
   # from an 'rbg' key: threefry's hash, unrolled in 40 initialisers, takes ~4x
   # longer to compile on CPU. The step's own randomness stays threefry.

@@ -17,19 +17,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax.models import unet
-from asic_jax.models.asic import Asic
+from asic_jax.models import asic, unet
 from asic_jax.ops import flip
 
 
 @functools.lru_cache(maxsize=8)
-def _flow_functions(channel_multiplier: float, grid_size: int, dtype: str):
+def _flow_functions(model: asic.Asic):
   """Jitted (one batch, statistics of a chunk, fixed statistics) flow functions of a model:
-  built once per model shape, so figures every few steps do not recompile."""
-  model = Asic(channel_multiplier=channel_multiplier,
-               grid_size=grid_size,
-               dtype=jnp.dtype(dtype),
-               bn_axis_name=None)
+  built once per model (a Flax module compares and hashes by its fields), so figures every few
+  steps do not recompile."""
   # The network sees each flipped image mirrored; its flow is mirrored back onto the photo.
   one_batch = jax.jit(lambda v, x, f: flip.mirror(
       model.apply(v, flip.mirror(x, f), train=True, mutable=['batch_stats'])[0], f))
@@ -75,8 +71,7 @@ def collection_flows(config: ml_collections.ConfigDict,
 
 
 def _functions(config: ml_collections.ConfigDict):
-  return _flow_functions(float(config.model.channel_multiplier), int(config.model.grid_size),
-                         str(config.dtype))
+  return _flow_functions(asic.make_model(config))
 
 
 def flows_with(config: ml_collections.ConfigDict,
