@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asic_jax import restore, visualize
+from asic_jax import edits, figures, restore
 from asic_jax import flows as flows_lib
 from asic_jax.correspondences import matching
 from asic_jax.data import collection as collection_lib
@@ -42,7 +42,6 @@ from asic_jax.evaluation import transfer as transfer_lib
 from asic_jax.ops import sampling
 
 ImageRef = int | str
-_DISTANCES = 1 << 24  # float32 query-to-pixel distances held at once (64 MB)
 
 
 class UnknownImage(UserError, KeyError):
@@ -79,15 +78,6 @@ def restored(cli, workdir, step: int = 0) -> 'Alignment':
 def _sample(field: jax.Array, points: jax.Array, size: int) -> jax.Array:
   """`field [S, S, C]` read bilinearly (border) at S-frame pixels `points [..., 2]`."""
   return sampling.grid_sample(field, sampling.pixel_to_normalized(points, size), 'border')
-
-
-@jax.jit
-def _nearest_chunked(flow: jax.Array, mask: jax.Array, canonical: jax.Array) -> jax.Array:
-  """`transfer_lib.nearest_pixels` for many queries `[Q, 2]`, a chunk at a time: `[Q, 2]` int32."""
-  chunk = max(1, _DISTANCES // (flow.shape[0] * flow.shape[1]))
-  return jax.lax.map(lambda c: transfer_lib.nearest_pixels(flow, mask, c[None])[0],
-                     canonical,
-                     batch_size=chunk)
 
 
 class Alignment:
@@ -176,7 +166,7 @@ class Alignment:
     """The canonical colour map (paper Fig. 3) over the photo's foreground, at its own size:
     `[H, W, 3]` uint8; same colour, same canonical point."""
     coords, mask = self.canonical(image)
-    colours = np.asarray(visualize.colour_wheel(jnp.asarray(np.nan_to_num(coords))))
+    colours = np.asarray(figures.colour_wheel(jnp.asarray(np.nan_to_num(coords))))
     blended = self.photo(image) / 255.0 * (1 - mask[..., None]) + colours * mask[..., None]
     return np.rint(np.clip(blended, 0, 1) * 255).astype(np.uint8)
 
@@ -257,8 +247,9 @@ class Alignment:
   def _square_flow(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
     """`flow` in the S frame: `[S, S, 2]` src pixels for every trg pixel, and validity."""
     queries = self._flows[t].reshape(-1, 2)
-    found = np.asarray(_nearest_chunked(self._flows[s], self._masks[s], queries))
-    valid = np.asarray(self._masks[t] >= visualize.FOREGROUND) & bool(
+    found = np.asarray(
+        transfer_lib.nearest_pixels_chunked(self._flows[s], self._masks[s], queries))
+    valid = np.asarray(self._masks[t] >= transfer_lib.FOREGROUND) & bool(
         jnp.any(self._masks[s] >= transfer_lib.MASK_THRESHOLD))
     return found.reshape(self.size, self.size, 2).astype(np.float64), valid
 
@@ -281,18 +272,10 @@ class Alignment:
     """An RGBA edit (`[h, w, 4]` in [0, 1] or uint8, or an image file) painted once, on the
     canonical square (`on='canonical'`) or on one photo (covering its S x S square), carried
     to every image: `{name: [H, W, 3] uint8}` at each photo's own size."""
-    if isinstance(edit_rgba, (str, os.PathLike)):
-      edit = visualize.load_edit(edit_rgba)
-    else:
-      edit = np.asarray(edit_rgba)
-      if edit.ndim != 3 or edit.shape[-1] != 4:
-        raise UserError(f'edit_rgba must be [h, w, 4] RGBA, got shape {edit.shape}')
-      edit = edit / 255.0 if edit.dtype == np.uint8 else edit.astype(np.float32)
     where = None if (isinstance(on, str) and on == 'canonical') else self.index(on)
-    canvas = visualize.edit_canvas(jnp.asarray(edit), self._flows, self._masks, where)
-    edited = np.asarray(
-        visualize.apply_edit(canvas, jnp.asarray(self.collection.images), self._flows,
-                             self._masks))
+    _, edited = edits.propagate(edits.as_rgba(edit_rgba), self.collection.images, self._flows,
+                                self._masks, where)
+    edited = np.asarray(edited)
     pixels = np.rint(np.clip(edited, 0, 1) * 255).astype(np.uint8)
     return {name: self.frame(i).unsquare(pixels[i]) for i, name in enumerate(self.names)}
 

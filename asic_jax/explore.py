@@ -42,7 +42,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from asic_jax import drawing, files
+from asic_jax import api, drawing, files
 from asic_jax.evaluation import transfer
 
 _SCRIPT = pathlib.Path(__file__).with_name('explore.js')
@@ -206,7 +206,6 @@ def write_for_run(config, collection, state, step: int, flows,
                   workdir: str | pathlib.Path) -> pathlib.Path:
   """`WORKDIR/report/explore.html` of a trained state and its collection's flows `[N, S, S,
   2]` (what training's end and `mode=visualize` have at hand)."""
-  from asic_jax import api  # pylint: disable=import-outside-toplevel  (api -> visualize -> here)
   workdir = pathlib.Path(workdir)
   alignment = api.Alignment(config, collection, state, step, flows)
   return write_explorer(alignment,

@@ -14,7 +14,7 @@ import pytest
 
 import asic_jax
 import browser as browser_lib
-from asic_jax import explore, visualize
+from asic_jax import explore, figures
 from asic_jax.evaluation import transfer
 
 
@@ -208,7 +208,7 @@ def test_colour_and_mask_overlays_are_the_runs(run, tiny_run, chromium):
                     '.getContext("2d").getImageData(0, 0, 32, 32).data)'),
       np.float64).reshape(32, 32, 4)
   arrays = run.exported()
-  want = np.asarray(visualize.colour_wheel(jnp.asarray(arrays['canonical'][2]))) * 255
+  want = np.asarray(figures.colour_wheel(jnp.asarray(arrays['canonical'][2]))) * 255
   opaque = pixels[..., 3] == 255
   assert opaque.sum() > 100
   np.testing.assert_allclose(pixels[opaque][:, :3], want[opaque], atol=1.01)

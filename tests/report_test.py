@@ -11,7 +11,7 @@ import urllib.parse
 
 import numpy as np
 
-from asic_jax import report, visualize
+from asic_jax import figures, report
 
 
 class _Page(html.parser.HTMLParser):
@@ -71,12 +71,12 @@ def test_report_links_resolve_and_hold_the_printed_numbers(tiny_run, tmp_path):
   baseline['pck'] = {a: v / 2 for a, v in results['pck'].items()}
   (workdir / 'eval' / 'baseline_vgg16_mls.json').write_text(json.dumps(baseline))
   image = np.zeros((4, 6, 3), np.uint8)
-  visualize.save({
+  figures.save({
       'colour_maps': (image, 'maps'),
       'my figure': (image, 'a <b> & c')
   }, workdir / 'figures')
   (workdir / 'edits').mkdir()
-  visualize.save({'synthetic_000': (image, '')}, workdir / 'edits')
+  figures.save({'synthetic_000': (image, '')}, workdir / 'edits')
 
   index = report.write_report(workdir)
   assert index == workdir / 'report' / 'index.html'

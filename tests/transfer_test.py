@@ -3,6 +3,7 @@ and the released PCK pipeline through it."""
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from asic_jax.evaluation import metrics, transfer
 from asic_jax.ops import sampling
@@ -115,6 +116,18 @@ def test_an_empty_target_mask_searches_the_whole_target():
   np.testing.assert_array_equal(transfer.nearest_pixels(flow, empty, canonical), [[2, 1], [5, 4]])
   half = empty.at[:, :3].set(1.0)  # only the left half allowed: (5, 4) moves to (2, 4)
   np.testing.assert_array_equal(transfer.nearest_pixels(flow, half, canonical), [[2, 1], [2, 4]])
+
+
+@pytest.mark.parametrize('budget', [7 * 36, 1 << 24])
+def test_the_chunked_search_equals_the_whole_one(budget):
+  """Every pixel of a 6 x 6 image searched against a target 7 queries at a time (budget / 36
+  pixels) or all at once: the answer of `nearest_pixels` for each."""
+  rng = np.random.default_rng(5)
+  flow = jnp.asarray(rng.uniform(-1, 1, (6, 6, 2)), jnp.float32)
+  mask = jnp.asarray(rng.uniform(size=(6, 6)), jnp.float32)
+  queries = jnp.asarray(rng.uniform(-1, 1, (36, 2)), jnp.float32)
+  np.testing.assert_array_equal(transfer.nearest_pixels_chunked(flow, mask, queries, budget=budget),
+                                transfer.nearest_pixels(flow, mask, queries))
 
 
 def test_soft_transfer_is_a_window_soft_argmax():

@@ -16,7 +16,9 @@ import jax.numpy as jnp
 
 from asic_jax.ops import sampling
 
-MASK_THRESHOLD = 0.1
+MASK_THRESHOLD = 0.1  # target pixels a transfer may land on: mask >= this
+FOREGROUND = 0.5  # source pixels a dense warp or an on-image edit carries: mask >= this
+_DISTANCES = 1 << 24  # float32 query-to-pixel distances held at once (64 MB)
 
 
 def canonical_points(flow: jax.Array, points: jax.Array) -> jax.Array:
@@ -43,6 +45,18 @@ def nearest_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array
   width = flow.shape[1]
   index = jnp.argmin(_distances(flow, mask, canonical), axis=1).astype(jnp.int32)
   return jnp.stack([index % width, index // width], axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=('budget',))
+def nearest_pixels_chunked(flow: jax.Array,
+                           mask: jax.Array | None,
+                           canonical: jax.Array,
+                           *,
+                           budget: int = _DISTANCES) -> jax.Array:
+  """`nearest_pixels` for many queries `canonical [Q, 2]` (a dense warp: every pixel of an
+  image), a chunk at a time so that at most `budget` distances are held: `[Q, 2]` int32."""
+  chunk = max(1, budget // (flow.shape[0] * flow.shape[1]))
+  return jax.lax.map(lambda c: nearest_pixels(flow, mask, c[None])[0], canonical, batch_size=chunk)
 
 
 def soft_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array, *, window: int,

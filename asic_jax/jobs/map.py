@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 
-from asic_jax import api, drawing, explore, files, parallel, report, visualize
+from asic_jax import api, drawing, edits, explore, files, parallel, report
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
 
@@ -36,8 +36,8 @@ def run(config, workdir: str | os.PathLike) -> dict:
   known = len(trained)
   mapped = trained.map(photos, names=names)
   source, points = _map_keypoints(config, trained)
-  edit = visualize.load_edit(config.edit.image) if config.edit.image else None
-  on = visualize.edit_index(str(config.edit.on), mapped.names) if edit is not None else None
+  edit = edits.load_edit(config.edit.image) if config.edit.image else None
+  on = edits.edit_index(str(config.edit.on), mapped.names) if edit is not None else None
   out = pathlib.Path(workdir) / 'map' / folder.name
   new = list(range(known, len(mapped)))
   summary = dict(images=[mapped.names[i] for i in new], folder=str(out), step=trained.step)

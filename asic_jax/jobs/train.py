@@ -5,7 +5,7 @@ keypoints), the figures, the explorer and the report."""
 import logging
 import pathlib
 
-from asic_jax import explore, parallel, report, train, visualize
+from asic_jax import explore, figures, parallel, report, train
 from asic_jax import flows as flows_lib
 from asic_jax.evaluation import protocol
 from asic_jax.logs import MetricsWriter
@@ -21,7 +21,7 @@ def run(config, workdir) -> dict:
 
 def _check(config, collection) -> None:
   if config.vis.enabled:
-    visualize.check_settings(config, collection)
+    figures.check_settings(config, collection)
 
 
 def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWriter) -> dict:
@@ -59,7 +59,7 @@ def _figures(config,
              step: int,
              flows=None) -> None:
   """Figures of the current state into `WORKDIR/figures/` and TensorBoard (process 0)."""
-  figures = visualize.figures(config, state, collection, flows)
+  found = figures.draw(config, state, collection, flows)
   if parallel.is_primary():
-    visualize.save(figures, workdir / 'figures')
-    writer.figures(figures, step)
+    figures.save(found, workdir / 'figures')
+    writer.figures(found, step)

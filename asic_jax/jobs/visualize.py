@@ -6,7 +6,7 @@ import pathlib
 
 import ml_collections
 
-from asic_jax import drawing, explore, parallel, report, restore, visualize
+from asic_jax import drawing, explore, figures, parallel, report, restore
 from asic_jax import flows as flows_lib
 
 log = logging.getLogger(__name__)
@@ -19,10 +19,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
   flows = flows_lib.collection_flows(trained, state, collection.images,
                                      flipped=collection.flipped)
-  found = visualize.figures(trained, state, collection, flows)
+  found = figures.draw(trained, state, collection, flows)
   edited = None
   if trained.edit.image:
-    edited, found['edit_propagation'] = visualize.propagate_edit(trained, collection, flows)
+    edited, found['edit_propagation'] = figures.edit_propagation(trained, collection, flows)
   summary = dict(step=int(step),
                  figures=sorted(found),
                  edits=0 if edited is None else len(edited),
@@ -35,7 +35,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
       # At the photo's own size and extent (the square's padding cut off), when it had one.
       drawing.write_png(workdir / 'edits' / f'{name}.png',
                         image if frame is None else frame.unsquare(image))
-  visualize.save(found, workdir / 'figures')
+  figures.save(found, workdir / 'figures')
   restore.repair_config_json(workdir, step)
   explore.write_for_run(trained, collection, state, step, flows, workdir)
   index = report.write_report(workdir)

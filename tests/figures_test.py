@@ -1,5 +1,5 @@
-"""Figures: the colour wheel, dense warps and edits through known flows, pair parsing, and
-`visualize_run` on the tiny training run."""
+"""Figures: the colour wheel and dense warps through known flows, pair parsing, saving, and
+`mode=visualize` on the tiny training run."""
 
 import colorsys
 import json
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asic_jax import drawing, visualize
+from asic_jax import drawing, figures
 from asic_jax.errors import UserError
+from asic_jax.evaluation import transfer
 from asic_jax.jobs import visualize as visualize_job
 from asic_jax.ops import sampling
 from conftest import load_config
@@ -30,38 +31,37 @@ def _blob_mask(size=SIZE):
 def test_colour_wheel_is_hsv_of_angle_and_radius():
   rng = np.random.default_rng(0)
   coords = rng.uniform(-1, 1, size=(200, 2))
-  out = np.asarray(visualize.colour_wheel(jnp.asarray(coords, jnp.float32)))
+  out = np.asarray(figures.colour_wheel(jnp.asarray(coords, jnp.float32)))
   for (x, y), rgb in zip(coords, out):
     radius = np.hypot(x, y)
     value = 1 - 0.25 * np.clip((radius - 1) / (np.sqrt(2) - 1), 0, 1)
     expected = colorsys.hsv_to_rgb((np.arctan2(y, x) / (2 * np.pi)) % 1, min(radius, 1), value)
     np.testing.assert_allclose(rgb, expected, atol=1e-5)
-  anchors = np.asarray(visualize.colour_wheel(jnp.asarray([[0, 0], [1, 0], [-1, 0], [1, 1.0]])))
+  anchors = np.asarray(figures.colour_wheel(jnp.asarray([[0, 0], [1, 0], [-1, 0], [1, 1.0]])))
   np.testing.assert_allclose(anchors, [[1, 1, 1], [1, 0, 0], [0, 1, 1], [0.75, 0.75 * 0.75, 0]],
                              atol=1e-5)
 
 
 def test_colour_map_of_identity_flows_is_the_wheel():
   identity = jnp.broadcast_to(sampling.identity_grid(SIZE, SIZE), (2, SIZE, SIZE, 2))
-  maps = np.asarray(visualize.colour_maps(identity, SIZE))
+  maps = np.asarray(figures.colour_maps(identity, SIZE))
   np.testing.assert_allclose(maps,
-                             np.broadcast_to(visualize.wheel_image(SIZE), maps.shape),
+                             np.broadcast_to(figures.wheel_image(SIZE), maps.shape),
                              atol=1e-5)
   # Blended over a foreground: the wheel where mask = 1, the image where mask = 0.
   image = np.full((SIZE, SIZE, 3), 0.2, np.float32)
   mask = _blob_mask()
-  blended = np.asarray(visualize.overlay(image, maps[0], mask))
+  blended = np.asarray(figures.overlay(image, maps[0], mask))
   np.testing.assert_allclose(blended[mask == 1], maps[0][mask == 1], atol=1e-6)
   np.testing.assert_allclose(blended[mask == 0], 0.2, atol=1e-6)
 
 
-@pytest.mark.parametrize('chunk', [7, 256])
-def test_dense_warp_through_identity_flows_returns_the_source(chunk):
+def test_dense_warp_through_identity_flows_returns_the_source():
   image = np.random.default_rng(1).uniform(size=(SIZE, SIZE, 3)).astype(np.float32)
   mask = _blob_mask()
   identity = sampling.identity_grid(SIZE, SIZE)
-  warped, weight = visualize.dense_warp(image, identity, mask, identity, mask, chunk=chunk)
-  foreground = mask >= visualize.FOREGROUND
+  warped, weight = figures.dense_warp(image, identity, mask, identity, mask)
+  foreground = mask >= transfer.FOREGROUND
   np.testing.assert_array_equal(np.asarray(weight), foreground.astype(np.float32))
   np.testing.assert_allclose(np.asarray(warped)[foreground], image[foreground], atol=1e-6)
   assert np.all(np.asarray(warped)[~foreground] == 0)
@@ -73,8 +73,8 @@ def test_dense_warp_follows_the_target_flow():
   mask = _blob_mask()
   identity = sampling.identity_grid(SIZE, SIZE)
   shifted = identity - jnp.asarray([2.0 / (SIZE - 1), 0.0])
-  warped, weight = visualize.dense_warp(image, identity, mask, shifted, jnp.ones((SIZE, SIZE)))
-  foreground = mask >= visualize.FOREGROUND
+  warped, weight = figures.dense_warp(image, identity, mask, shifted, jnp.ones((SIZE, SIZE)))
+  foreground = mask >= transfer.FOREGROUND
   expected_weight = np.zeros((SIZE, SIZE), np.float32)
   expected_weight[:, 1:] = foreground[:, :-1]
   np.testing.assert_array_equal(np.asarray(weight), expected_weight)
@@ -82,38 +82,15 @@ def test_dense_warp_follows_the_target_flow():
   np.testing.assert_allclose(np.asarray(warped)[rows, cols + 1], image[rows, cols], atol=1e-6)
 
 
-@pytest.mark.parametrize('on', [None, 1])
-def test_edit_through_identity_flows_reproduces_the_edit(on):
-  rng = np.random.default_rng(3)
-  n = 3
-  images = rng.uniform(-1, 1, size=(n, SIZE, SIZE, 3)).astype(np.float32)
-  edit = rng.uniform(size=(SIZE, SIZE, 4)).astype(np.float32)
-  edit[..., 3] = (edit[..., 3] > 0.5) * rng.uniform(0.3, 1, size=(SIZE, SIZE))
-  flows = jnp.broadcast_to(sampling.identity_grid(SIZE, SIZE), (n, SIZE, SIZE, 2))
-  masks = np.ones((n, SIZE, SIZE), np.float32)
-  masks[2] = _blob_mask()  # the edit goes only on this image's foreground
-  canvas = visualize.edit_canvas(jnp.asarray(edit), flows, jnp.asarray(masks), on)
-  premultiplied = np.concatenate([edit[..., :3] * edit[..., 3:], edit[..., 3:]], -1)
-  np.testing.assert_allclose(canvas, premultiplied, atol=1e-5)
-  edited = np.asarray(visualize.apply_edit(canvas, jnp.asarray(images), flows, jnp.asarray(masks)))
-  alpha = edit[..., 3:] * masks[..., None]
-  expected = (images + 1) / 2 * (1 - alpha) + edit[..., :3] * alpha
-  np.testing.assert_allclose(edited, expected, atol=1e-5)
-
-
-def test_pairs_and_edit_targets_by_name_or_index():
+def test_pairs_by_name_or_index():
   names = ('cat-01', 'cat-02', 'dog')
-  assert visualize.parse_pairs('cat-01-dog, 1-0,2-cat-02', names) == [(0, 2), (1, 0), (2, 1)]
+  assert figures.parse_pairs('cat-01-dog, 1-0,2-cat-02', names) == [(0, 2), (1, 0), (2, 1)]
   with pytest.raises(UserError, match='vis.pairs'):
-    visualize.parse_pairs('cat-01-cow', names)
+    figures.parse_pairs('cat-01-cow', names)
   vis = ml_collections.ConfigDict(dict(pairs='dog-cat-01', random_pairs=5))
-  pairs = visualize.choose_pairs(vis, names, seed=0)
+  pairs = figures.choose_pairs(vis, names, seed=0)
   assert pairs[0] == (2, 0) and len(pairs) == 6 == len(set(pairs))
-  assert all(a != b for a, b in pairs) and pairs == visualize.choose_pairs(vis, names, seed=0)
-  assert visualize.edit_index('canonical', names) is None
-  assert visualize.edit_index('dog', names) == 2 == visualize.edit_index('-1', names)
-  with pytest.raises(UserError, match='edit.on'):
-    visualize.edit_index('3', names)
+  assert all(a != b for a, b in pairs) and pairs == figures.choose_pairs(vis, names, seed=0)
 
 
 def test_tile_places_each_image_at_its_offset():
@@ -170,7 +147,7 @@ def test_visualize_run_writes_every_figure_kind(tiny_run, tmp_path):
 
 def test_save_writes_pngs_and_merges_captions(tmp_path):
   first = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-  visualize.save({'a': (first, 'one')}, tmp_path)
-  visualize.save({'b': (first[::-1], 'two')}, tmp_path)
+  figures.save({'a': (first, 'one')}, tmp_path)
+  figures.save({'b': (first[::-1], 'two')}, tmp_path)
   assert json.loads((tmp_path / 'captions.json').read_text()) == {'a': 'one', 'b': 'two'}
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'b.png')), first[::-1])

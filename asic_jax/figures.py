@@ -1,6 +1,6 @@
 """Figures of an alignment: canonical colour maps, dense warps, the learned grid, keypoint
-transfers, pseudo-matches, parts and masks, and edit propagation (`mode=visualize` and the end
-of training draw them).
+transfers, pseudo-matches, parts and masks, and edit propagation (`asic_jax.edits`): what
+`mode=visualize` and training (every `vis.every` steps and at the end) draw.
 
 Frames: the collection's images are `[N, S, S, 3]` in [-1, 1] and its flows `[N, S, S, 2]`
 hold each pixel's canonical (x, y) in [-1, 1] (`asic_jax.ops.sampling`). Figures are
@@ -17,7 +17,7 @@ replaces the image's colours in proportion to its foreground mask (paper Fig. 3,
 
 Dense warps (paper §4.2, Fig. 4) carry every foreground pixel (mask >= 0.5) of a source
 to the target pixel nearest in canonical space among target pixels with mask >= 0.1
-(`transfer.nearest_pixels`, the keypoint transfer), where its colour is splatted; the
+(`transfer.nearest_pixels_chunked`, the keypoint transfer), where its colour is splatted; the
 splatted colours are averaged where at least one pixel landed.
 """
 
@@ -29,9 +29,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from asic_jax import drawing, files
+from asic_jax import drawing, edits, files
 from asic_jax import flows as flows_lib
 from asic_jax import train_state
 from asic_jax.data import collection as collection_lib
@@ -41,8 +40,6 @@ from asic_jax.ops import sampling, splat
 
 Figures = dict[str, tuple[np.ndarray, str]]
 
-FOREGROUND = 0.5  # pixels a dense warp or an on-image edit carries: mask >= this
-_DISTANCE_BUDGET = 1 << 24  # float32 query-to-pixel distances per chunk (64 MB)
 _GRID_SAMPLES = 4  # images beside the mean image and the grid (paper Fig. 8)
 _TRANSFER_TARGETS = 4  # targets in the keypoint-transfer figure
 _MATCH_LINES = 48  # the most similar pseudo-matches drawn
@@ -85,13 +82,9 @@ def _resized(images, flows, masks, size):
   return ((resize(images) + 1.0) / 2.0, resize(flows), resize(masks[..., None])[..., 0])
 
 
-@functools.partial(jax.jit, static_argnames=('chunk',))
-def dense_warp(src_image: jax.Array,
-               src_flow: jax.Array,
-               src_mask: jax.Array,
-               trg_flow: jax.Array,
-               trg_mask: jax.Array,
-               chunk: int = 1024) -> tuple[jax.Array, jax.Array]:
+@jax.jit
+def dense_warp(src_image: jax.Array, src_flow: jax.Array, src_mask: jax.Array, trg_flow: jax.Array,
+               trg_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   """The source's foreground carried to the target through canonical space and splatted.
 
   Args:
@@ -99,25 +92,18 @@ def dense_warp(src_image: jax.Array,
     src_flow, trg_flow: `[H, W, 2]` canonical (x, y) of each pixel.
     src_mask, trg_mask: `[H, W]` soft foreground; source pixels with mask >= 0.5 are
       carried, to target pixels with mask >= 0.1.
-    chunk: source pixels whose distances to every target pixel are held at once.
 
   Returns:
     (warped `[H, W, C]`: the mean colour landed at each target pixel, 0 where none did,
     weight `[H, W]`: how many source pixels landed there).
   """
   height, width, channels = src_image.shape
-  found = jax.lax.map(lambda c: transfer.nearest_pixels(trg_flow, trg_mask, c[None])[0],
-                      src_flow.reshape(-1, 2),
-                      batch_size=chunk)
+  found = transfer.nearest_pixels_chunked(trg_flow, trg_mask, src_flow.reshape(-1, 2))
   # A target without any pixel above the transfer's threshold receives nothing.
   any_target = jnp.any(trg_mask >= transfer.MASK_THRESHOLD)
-  weights = ((src_mask >= FOREGROUND) & any_target).reshape(-1)
+  weights = ((src_mask >= transfer.FOREGROUND) & any_target).reshape(-1)
   accumulated, weight = splat.splat(found, src_image.reshape(-1, channels), height, width, weights)
   return splat.normalize(accumulated, weight), weight
-
-
-def _chunk(size: int) -> int:
-  return max(1, _DISTANCE_BUDGET // (size * size))
 
 
 def parse_pairs(spec: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -158,16 +144,10 @@ def _image(x) -> np.ndarray:
 
 def _dense_warp_figure(view, pairs, names, step) -> tuple[np.ndarray, str]:
   images, flows, masks = view
-  size = images.shape[1]
   columns = [[], [], []]
   for a, b in pairs:
-    warped, weight = dense_warp(images[a],
-                                flows[a],
-                                masks[a],
-                                flows[b],
-                                masks[b],
-                                chunk=_chunk(size))
-    highlight = overlay(images[a], _HIGHLIGHT, 0.5 * (masks[a] >= FOREGROUND))
+    warped, weight = dense_warp(images[a], flows[a], masks[a], flows[b], masks[b])
+    highlight = overlay(images[a], _HIGHLIGHT, 0.5 * (masks[a] >= transfer.FOREGROUND))
     columns[0].append(_image(highlight))
     columns[1].append(_image(images[b]))
     columns[2].append(_image(overlay(images[b], warped, (weight > 0).astype(jnp.float32))))
@@ -278,7 +258,7 @@ def _parts_figure(collection, view, shown) -> tuple[np.ndarray, str] | None:
   return drawing.tile(rows), f'The first {len(shown)} images and ' + ' and '.join(what) + '.'
 
 
-def figures(config: ml_collections.ConfigDict,
+def draw(config: ml_collections.ConfigDict,
             state: train_state.TrainState,
             collection: collection_lib.Collection,
             flows: jax.Array | None = None) -> Figures:
@@ -331,80 +311,25 @@ def figures(config: ml_collections.ConfigDict,
   return out
 
 
-def load_edit(path: str | pathlib.Path) -> np.ndarray:
-  """An image file as RGBA `[h, w, 4]` float32 in [0, 1] (opaque when it has no alpha)."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise UserError(f'edit.image: no file {path}')
-  with Image.open(path) as image:
-    return np.asarray(image.convert('RGBA'), np.float32) / 255.0
-
-
-def edit_index(on: str, names: tuple[str, ...]) -> int | None:
-  """`edit.on`: None for 'canonical', else the image it names (a name or an index)."""
-  if on == 'canonical':
-    return None
-  index = collection_lib.find_image(on, names)
-  if index is None:
-    raise UserError(f"edit.on must be 'canonical', an image name or an index, got {on!r}")
-  return index
-
-
-@functools.partial(jax.jit, static_argnames=('on',))
-def edit_canvas(edit: jax.Array, flows: jax.Array, masks: jax.Array, on: int | None) -> jax.Array:
-  """The edit in canonical space: `[S, S, 4]` premultiplied RGBA over the canonical square.
-
-  Args:
-    edit: `[h, w, 4]` RGBA in [0, 1].
-    flows: `[N, S, S, 2]`; masks `[N, S, S]`.
-    on: None when the edit covers the canonical square; else the image it is painted
-      on (the edit covers that image's S x S frame): its foreground pixels (mask >= 0.5)
-      are splatted into the canvas at their canonical points, and averaged.
-  """
-  size = flows.shape[1]
-  premultiplied = jnp.concatenate([edit[..., :3] * edit[..., 3:], edit[..., 3:]], axis=-1)
-  painted = sampling.resize(premultiplied, size, size)
-  if on is None:
-    return painted
-  points = sampling.normalized_to_pixel(flows[on].reshape(-1, 2), size)
-  accumulated, weight = splat.splat(points, painted.reshape(-1, 4), size, size,
-                                    (masks[on] >= FOREGROUND).reshape(-1))
-  return splat.normalize(accumulated, weight)
-
-
-@jax.jit
-def apply_edit(canvas: jax.Array, images: jax.Array, flows: jax.Array,
-               masks: jax.Array) -> jax.Array:
-  """Every image samples the canvas `[C, C, 4]` at its flow; the edit is composited over its
-  foreground: `images [N, S, S, 3]` in [-1, 1] -> `[N, S, S, 3]` in [0, 1]."""
-
-  def one(image, flow, mask):
-    rgba = sampling.grid_sample(canvas, flow, padding='zeros') * mask[..., None]
-    return (image + 1.0) / 2.0 * (1.0 - rgba[..., 3:]) + rgba[..., :3]
-
-  return jax.vmap(one)(images, flows, masks)
-
-
-def propagate_edit(config: ml_collections.ConfigDict, collection: collection_lib.Collection,
-                   flows: jax.Array) -> tuple[np.ndarray, tuple[np.ndarray, str]]:
-  """Carries `config.edit.image` (painted where `config.edit.on` says) to every image.
+def edit_propagation(config: ml_collections.ConfigDict, collection: collection_lib.Collection,
+                     flows: jax.Array) -> tuple[np.ndarray, tuple[np.ndarray, str]]:
+  """Carries `config.edit.image` (painted where `config.edit.on` says) to every image
+  (`edits.propagate`).
 
   Returns:
     (the edited images `[N, S, S, 3]` uint8, the 'edit_propagation' figure and caption).
   """
-  edit = load_edit(config.edit.image)
-  on = edit_index(str(config.edit.on), collection.names)
-  masks = jnp.asarray(collection.masks_or_ones())
-  canvas = edit_canvas(jnp.asarray(edit), jnp.asarray(flows), masks, on)
-  edited = np.asarray(apply_edit(canvas, jnp.asarray(collection.images), jnp.asarray(flows), masks))
+  edit = edits.load_edit(config.edit.image)
+  on = edits.edit_index(str(config.edit.on), collection.names)
+  canvas, edited = edits.propagate(edit, collection.images, flows, collection.masks_or_ones(), on)
+  edited = np.asarray(edited)
   size = config.vis.size
   over_white = lambda rgba: _image(  # premultiplied RGBA over white, at V
       sampling.resize(rgba[..., :3] + 1.0 - rgba[..., 3:], size, size))
-  premultiplied = np.concatenate([edit[..., :3] * edit[..., 3:], edit[..., 3:]], axis=-1)
   shown = min(config.vis.num_images, len(collection))
   small = jax.vmap(lambda x: sampling.resize(x, size, size))(jnp.asarray(edited[:shown]))
   where = 'the canonical square' if on is None else f'image {collection.names[on]}'
-  figure = drawing.tile([[over_white(jnp.asarray(premultiplied)),
+  figure = drawing.tile([[over_white(edits.premultiply(jnp.asarray(edit))),
                           over_white(canvas)] + [_image(x) for x in small]])
   return _image(edited), (
       figure, f'Edit propagation: the edit ({pathlib.Path(config.edit.image).name}, painted '
@@ -432,5 +357,5 @@ def check_settings(config: ml_collections.ConfigDict,
   collection now, so that a mistake stops a training run before it trains, not after."""
   choose_pairs(config.vis, collection.names, config.seed)
   if config.edit.image:
-    load_edit(config.edit.image)
-    edit_index(str(config.edit.on), collection.names)
+    edits.load_edit(config.edit.image)
+    edits.edit_index(str(config.edit.on), collection.names)
