@@ -11,7 +11,7 @@ import ml_collections
 
 from asic_jax import config_lib, losses, objective, optim, parallel
 from asic_jax.correspondences import extract, kmeans
-from asic_jax.data import benchmark
+from asic_jax.data import thresholds
 from asic_jax.errors import UserError
 from asic_jax.evaluation import baselines, transfer
 from asic_jax.models import asic, perceptual, vgg
@@ -23,6 +23,7 @@ def check(c: ml_collections.ConfigDict) -> None:
   Raises:
     UserError: naming the first bad field.
   """
+
   def need(ok: bool, field: str, what: str) -> None:
     if not ok:
       raise UserError(f'config.{field} must be {what}, got {config_lib.get(c, field)!r}')
@@ -75,7 +76,7 @@ def check(c: ml_collections.ConfigDict) -> None:
   need(c.features.vgg.stride in vgg.STRIDES and c.data.img_size % c.features.vgg.stride == 0,
        'features.vgg.stride', f'one of {vgg.STRIDES} dividing data.img_size')
   choice('features.elbow_keep', kmeans.ELBOW_KEEPS)
-  choice('eval.threshold', ('',) + benchmark.THRESHOLD_KINDS)
+  choice('eval.threshold', ('',) + thresholds.THRESHOLD_KINDS)
   choice('eval.transfer', transfer.TRANSFERS)
   need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
   need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')

@@ -9,6 +9,7 @@ import scipy.io
 from PIL import Image
 
 from asic_jax.data import cub
+from asic_jax.data import thresholds
 from asic_jax.errors import UserError
 from conftest import load_config
 
@@ -113,12 +114,10 @@ def test_thresholds_and_eval_pairs(root):
   pairs = collection.eval_pairs
   np.testing.assert_array_equal(np.stack([pairs.src, pairs.trg], 1), [[0, 1], [1, 0]])
   np.testing.assert_array_equal(pairs.trg_points[0], collection.keypoints[1])
-  with pytest.warns(UserWarning):
-    kp = cub.load_cub(root, 1, 44, threshold='kp_bbox')
+  kp = thresholds.with_threshold(collection, 'kp_bbox')
   # Image 1's visible parts span 10 x 5 original pixels (the (0, 0) rows do not count).
   assert kp.thresholds[0] == pytest.approx(20.0)
-  with pytest.warns(UserWarning):
-    box = cub.load_cub(root, 1, 44, threshold='bbox')
+  box = thresholds.with_threshold(collection, 'bbox')
   assert box.thresholds[0] == pytest.approx(38.0)  # (29 - 10) * 2
 
 

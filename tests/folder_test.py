@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asic_jax.data import benchmark, folder, images
+from asic_jax.data import folder, images, thresholds
 from asic_jax.errors import UserError
 
 
@@ -35,12 +35,12 @@ def test_keypoint_json_lands_in_the_square_frame(tmp_path):
   assert visible[0, 1] == visible[1, 0] == [True, False]  # both ends annotated
   assert visible[0, 2] == visible[2, 1] == [False, False]
   # The keypoints' own box, from the target's visible keypoints only.
-  switched = benchmark.with_threshold(collection, 'kp_bbox')
+  switched = thresholds.with_threshold(collection, 'kp_bbox')
   np.testing.assert_allclose(switched.thresholds, [max(31.1 - 7.9, 23.1 - 11.9), 0, 0], atol=1e-5)
   np.testing.assert_allclose(switched.eval_pairs.thresholds,
                              switched.thresholds[switched.eval_pairs.trg])
   with pytest.raises(UserError, match='needs object boxes'):
-    benchmark.with_threshold(collection, 'bbox')
+    thresholds.with_threshold(collection, 'bbox')
 
 
 @pytest.mark.parametrize('content,message', [
@@ -81,8 +81,8 @@ def _folder_config(tmp_path, size=32):
 def test_a_visible_nan_keypoint_is_an_error_naming_it(tmp_path):
   from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
   _photos(tmp_path)
-  (tmp_path / 'keypoints.json').write_text(
-      '{"p0.png": [[10, 5, 1], [NaN, 3, 1]], "p1.png": [[1, 1, 1], [2, 2, 1]]}')
+  (tmp_path / 'keypoints.json'
+  ).write_text('{"p0.png": [[10, 5, 1], [NaN, 3, 1]], "p1.png": [[1, 1, 1], [2, 2, 1]]}')
   with pytest.raises(UserError, match=r'keypoint 1 of image p0 is \[nan, .*\] but marked visible'):
     loaders.load_collection(_folder_config(tmp_path))
 
@@ -106,7 +106,8 @@ def test_keypoints_outside_the_photo_are_warned_about_and_not_counted(tmp_path):
 def test_tiny_and_elongated_photos_are_warned_about(tmp_path):
   from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
   _photos(tmp_path, sizes=((1, 1), (200, 20), (40, 40)))
-  with pytest.warns(UserWarning, match=r'2 image\(s\) smaller than 32 px or more than 4:1.*'
+  with pytest.warns(UserWarning,
+                    match=r'2 image\(s\) smaller than 32 px or more than 4:1.*'
                     r'p0 \(1 x 1\), p1 \(200 x 20\)'):
     loaders.load_collection(_folder_config(tmp_path))
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from asic_jax.data import pairs as pairs_lib
 from asic_jax.data import pfwillow
+from asic_jax.data import thresholds
 from asic_jax.errors import UserError
 from conftest import load_config
 
@@ -86,10 +87,10 @@ def test_thresholds(root):
   assert car.threshold_kind == 'kp_bbox'
   np.testing.assert_allclose(car.thresholds, np.full(7, 8.0), atol=1e-5)
   np.testing.assert_array_equal(car.eval_pairs.thresholds, car.thresholds[car.eval_pairs.trg])
-  img = pfwillow.load_pfwillow(root, 'car', S, threshold='img')
+  img = thresholds.with_threshold(car, 'img')
   np.testing.assert_array_equal(img.thresholds, np.full(7, S))
   with pytest.raises(UserError, match='boxes'):
-    pfwillow.load_pfwillow(root, 'car', S, threshold='bbox')
+    thresholds.with_threshold(car, 'bbox')
 
 
 def test_image_modes_are_converted(root):

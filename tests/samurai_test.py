@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from asic_jax.data import samurai
+from asic_jax.data import thresholds
 from asic_jax.errors import UserError
 from conftest import load_config
 
@@ -64,7 +65,7 @@ def test_thresholds(root):
   assert duck.threshold_kind == 'img'
   np.testing.assert_array_equal(duck.thresholds, [S, S, S])
   with pytest.raises(UserError, match='boxes'):
-    samurai.load_samurai(root, 'duck', S, threshold='bbox')
+    thresholds.with_threshold(duck, 'bbox')
 
 
 def test_without_masks(root):

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from asic_jax.data import spair
+from asic_jax.data import thresholds
 from asic_jax.errors import UserError
 from conftest import load_config
 
@@ -126,12 +127,15 @@ def test_bbox_thresholds_by_default(root):
 
 
 def test_other_thresholds(root):
-  kp = spair.load_spair(root, 'cat', S, threshold='kp_bbox')
+  cat = spair.load_spair(root, 'cat', S)
+  kp = thresholds.with_threshold(cat, 'kp_bbox')
   # a's annotated keypoints span x 10 ... 30, y 5 ... 15 (nulls ignored) -> 20 * 0.8;
   # b's x 2 ... 15, y 2 ... 30 -> 28 * 0.8; c's x 1 ... 12, y 1 ... 8 -> 11 * 2.
   np.testing.assert_allclose(kp.thresholds, [16.0, 22.4, 22.0], atol=1e-5)
-  img = spair.load_spair(root, 'cat', S, threshold='img')
+  np.testing.assert_allclose(kp.eval_pairs.thresholds, kp.thresholds[cat.eval_pairs.trg])
+  img = thresholds.with_threshold(cat, 'img')
   np.testing.assert_array_equal(img.thresholds, [S, S, S])
+  assert img.threshold_kind == 'img' and kp.threshold_kind == 'kp_bbox'
 
 
 def test_eval_pairs_carry_their_own_keypoints(root):

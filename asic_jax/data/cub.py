@@ -37,9 +37,10 @@ import warnings
 import numpy as np
 import scipy.io
 
-from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
+from asic_jax.data import datasets
 from asic_jax.data import images as images_lib
+from asic_jax.data import thresholds as thresholds_lib
 from asic_jax.errors import UserError
 
 CATEGORIES = (1, 2, 3)  # class ids (001.Black_footed_Albatross ...), as the paper uses
@@ -52,27 +53,21 @@ _LAYOUT = ('images.txt, image_class_labels.txt, train_test_split.txt, bounding_b
 ACSM_SPLIT = pathlib.Path('cachedir/cub/data/test_cub_cleaned.mat')
 
 
-def load_cub(root: str | pathlib.Path,
-             category: int,
-             size: int,
-             *,
-             threshold: str | None = None) -> collection_lib.Collection:
+def load_cub(root: str | pathlib.Path, category: int, size: int) -> collection_lib.Collection:
   """One CUB class's test images as a collection (pairs and matches are added later).
 
   Args:
     root: the folder holding `CUB_200_2011/`.
     category: the class id, one of `CATEGORIES`.
     size: S, the side of the square images.
-    threshold: PCK threshold kind, None for the protocol ('img').
 
   Returns:
     A `Collection`: images `[N, S, S, 3]`; keypoints `[N, 15, 2]`, visibility
     `[N, 15]`, bboxes `[N, 4]` (the bird's tight box) and thresholds `[N]` in the
     S frame; eval_pairs = all ordered pairs.
   """
-  benchmark.check_category(_DATASET, category, CATEGORIES)
-  kind = benchmark.threshold_kind(threshold, 'img')
-  base = benchmark.require(pathlib.Path(root) / 'CUB_200_2011', _DATASET, _LAYOUT)
+  datasets.check_category(_DATASET, category, CATEGORIES)
+  base = datasets.require(pathlib.Path(root) / 'CUB_200_2011', _DATASET, _LAYOUT)
   if (base / ACSM_SPLIT).is_file():
     entries = _acsm_split(base / ACSM_SPLIT, category)
   else:
@@ -95,15 +90,10 @@ def load_cub(root: str | pathlib.Path,
     points = frame.points(parts[image_id][:, :2] - 1.0)
     keypoints.append(np.where(visible[:, None], points, 0.0).astype(np.float32))
     visibility.append(visible)
-    bboxes.append(benchmark.boxes_to_frame(frame, box))
+    bboxes.append(frame.boxes(box))
   keypoints, visibility = np.stack(keypoints), np.stack(visibility)
   bboxes = np.stack(bboxes).astype(np.float32)
-  lengths = benchmark.thresholds(kind,
-                                 size,
-                                 len(names),
-                                 bboxes=bboxes,
-                                 keypoints=keypoints,
-                                 visibility=visibility)
+  lengths = thresholds_lib.thresholds('img', size, len(names))
   return collection_lib.Collection(name=f'cub_{category:03d}',
                                    images=images_lib.to_unit_range(np.stack(squares)),
                                    names=tuple(names),
@@ -112,7 +102,7 @@ def load_cub(root: str | pathlib.Path,
                                    thresholds=lengths,
                                    eval_pairs=collection_lib.eval_pairs_from_keypoints(
                                        keypoints, visibility, lengths),
-                                   threshold_kind=kind,
+                                   threshold_kind='img',
                                    bboxes=bboxes,
                                    frames=tuple(frames))
 
@@ -149,7 +139,8 @@ def crop_square(image: np.ndarray, x0: int, y0: int, side: int,
   padded = np.pad(image[top:bottom, left:right], pad, mode='edge')
   # Already square, so `square` only resizes; the crop is an offset in front of its frame.
   resized, frame = images_lib.square(padded, size)
-  return resized, images_lib.SquareFrame(frame.left - x0, frame.top - y0, frame.scale, width, height)
+  return resized, images_lib.SquareFrame(frame.left - x0, frame.top - y0, frame.scale, width,
+                                         height)
 
 
 def _round(value: float) -> int:
@@ -195,7 +186,7 @@ def _cub_split(base: pathlib.Path, category: int) -> list[tuple[int, str, np.nda
 
 def _table(path: pathlib.Path) -> dict[int, str]:
   """A CUB text file '<image id> <rest>' as {image id: rest}."""
-  benchmark.require(path, _DATASET, _LAYOUT)
+  datasets.require(path, _DATASET, _LAYOUT)
   try:
     rows = (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())
     return {int(key): rest.strip() for key, rest in rows}
@@ -205,7 +196,7 @@ def _table(path: pathlib.Path) -> dict[int, str]:
 
 def _part_locs(path: pathlib.Path, image_ids: set[int]) -> dict[int, np.ndarray]:
   """{image id: `[15, 3]` (x, y, visible), 1-based x, y} for the wanted images."""
-  benchmark.require(path, _DATASET, _LAYOUT)
+  datasets.require(path, _DATASET, _LAYOUT)
   try:
     rows = np.loadtxt(path, ndmin=2)
     parts = {image_id: np.zeros((NUM_PARTS, 3)) for image_id in image_ids}

@@ -79,11 +79,15 @@ class SquareFrame:
     shifted = np.asarray(xy, np.float64) + np.asarray([self.left, self.top])
     return ((shifted + 0.5) * self.scale - 0.5).astype(np.float32)
 
+  def boxes(self, boxes: np.ndarray) -> np.ndarray:
+    """Original boxes (x1, y1, x2, y2) `[..., 4]` -> boxes of the S x S image (float32)."""
+    boxes = np.asarray(boxes, np.float64)
+    return self.points(boxes.reshape(boxes.shape[:-1] + (2, 2))).reshape(boxes.shape)
+
   def to_original(self, xy: np.ndarray) -> np.ndarray:
     """Pixel (x, y) `[..., 2]` of the S x S image -> original pixel (float64); the inverse
     of `points`."""
-    return (np.asarray(xy, np.float64) + 0.5) / self.scale - 0.5 - np.asarray(
-        [self.left, self.top])
+    return (np.asarray(xy, np.float64) + 0.5) / self.scale - 0.5 - np.asarray([self.left, self.top])
 
   def inside(self, xy: np.ndarray) -> np.ndarray:
     """`[...]` bool: original pixels (x, y) `[..., 2]` within the original image."""

@@ -12,12 +12,13 @@ import warnings
 import ml_collections
 import numpy as np
 
-from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import cub, folder, pfwillow, samurai, spair, synthetic
+from asic_jax.data import thresholds as thresholds_lib
 from asic_jax.errors import UserError
 
-# Benchmarks: `load_<name>(root, category, size, threshold=...)`.
+# Benchmarks: `load_<name>(root, category, size)`, each scored with its dataset's own PCK
+# length; `load_collection` applies `eval.threshold`.
 BENCHMARKS = {
     'spair': spair.load_spair,
     'cub': cub.load_cub,
@@ -42,17 +43,14 @@ def load_collection(config: ml_collections.ConfigDict) -> collection_lib.Collect
                                     mask_dir=config.data.mask_dir or None,
                                     keypoints=config.data.keypoints or None)
   elif name in BENCHMARKS:
-    collection = BENCHMARKS[name](config.data.root,
-                                  config.data.category,
-                                  config.data.img_size,
-                                  threshold=config.eval.threshold or None)
+    collection = BENCHMARKS[name](config.data.root, config.data.category, config.data.img_size)
   else:
     raise UserError(f'config.data.name must be one of {DATASETS}, got {name!r}')
   check_images(collection)
   collection = checked_keypoints(collection)
   if collection.masks is not None:
     collection = collection.replace(masks_from='dataset')
-  return benchmark.with_threshold(collection, config.eval.threshold or None)
+  return thresholds_lib.with_threshold(collection, config.eval.threshold or None)
 
 
 # Photos smaller than this (either side), or longer than this ratio, get a warning.

@@ -21,9 +21,10 @@ import pathlib
 import numpy as np
 import scipy.io
 
-from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
+from asic_jax.data import datasets
 from asic_jax.data import images as images_lib
+from asic_jax.data import thresholds as thresholds_lib
 from asic_jax.errors import UserError
 
 SUBFOLDERS = ('car(G)', 'car(M)', 'car(S)', 'duck(S)', 'motorbike(G)', 'motorbike(M)',
@@ -35,35 +36,29 @@ _LAYOUT = ('the sub-folders ' + ', '.join(SUBFOLDERS) +
            ', each with <stem>.png images and <stem>.mat keypoints (pts_coord)')
 
 
-def load_pfwillow(root: str | pathlib.Path,
-                  category: str,
-                  size: int,
-                  *,
-                  threshold: str | None = None) -> collection_lib.Collection:
+def load_pfwillow(root: str | pathlib.Path, category: str, size: int) -> collection_lib.Collection:
   """One PF-WILLOW category as a collection (pairs and matches are added later).
 
   Args:
     root: the folder holding `PF-dataset-WILLOW/`.
     category: one of `CATEGORIES`.
     size: S, the side of the square images.
-    threshold: PCK threshold kind, None for the protocol ('kp_bbox').
 
   Returns:
     A `Collection`: images `[N, S, S, 3]`; keypoints `[N, 10, 2]`, visibility
     `[N, 10]` and thresholds `[N]` in the S frame; groups `[N]`; eval_pairs =
     all ordered pairs within each sub-folder. No boxes.
   """
-  benchmark.check_category(_DATASET, category, CATEGORIES)
-  kind = benchmark.threshold_kind(threshold, 'kp_bbox')
-  base = benchmark.require(pathlib.Path(root) / 'PF-dataset-WILLOW', _DATASET, _LAYOUT)
+  datasets.check_category(_DATASET, category, CATEGORIES)
+  base = datasets.require(pathlib.Path(root) / 'PF-dataset-WILLOW', _DATASET, _LAYOUT)
   squares, names, keypoints, groups, frames = [], [], [], [], []
   for group, subfolder in enumerate(SUBFOLDERS):
     if subfolder.split('(')[0] != category:
       continue
-    folder = benchmark.require(base / subfolder, _DATASET, _LAYOUT)
+    folder = datasets.require(base / subfolder, _DATASET, _LAYOUT)
     paths = images_lib.list_images(folder)
     if not paths:
-      raise benchmark.missing_dataset(_DATASET, folder, 'PF-WILLOW images (<stem>.png)')
+      raise datasets.missing_dataset(_DATASET, folder, 'PF-WILLOW images (<stem>.png)')
     for path in paths:
       image, frame = images_lib.square(images_lib.read_rgb(path), size)
       squares.append(image)
@@ -76,7 +71,11 @@ def load_pfwillow(root: str | pathlib.Path,
   keypoints = np.stack(keypoints)
   visibility = np.ones(keypoints.shape[:2], bool)
   groups = np.asarray(groups, np.int32)
-  lengths = benchmark.thresholds(kind, size, len(names), keypoints=keypoints, visibility=visibility)
+  lengths = thresholds_lib.thresholds('kp_bbox',
+                                      size,
+                                      len(names),
+                                      keypoints=keypoints,
+                                      visibility=visibility)
   return collection_lib.Collection(name=f'pfwillow_{category}',
                                    images=images_lib.to_unit_range(np.stack(squares)),
                                    names=tuple(names),
@@ -86,13 +85,13 @@ def load_pfwillow(root: str | pathlib.Path,
                                    eval_pairs=collection_lib.eval_pairs_from_keypoints(
                                        keypoints, visibility, lengths, groups),
                                    groups=groups,
-                                   threshold_kind=kind,
+                                   threshold_kind='kp_bbox',
                                    frames=tuple(frames))
 
 
 def _read_points(path: pathlib.Path) -> np.ndarray:
   """`[K, 2]` float64 0-based (x, y) from a PF-WILLOW `.mat` (`pts_coord`, 2 x K, 1-based)."""
-  benchmark.require(path, _DATASET, _LAYOUT)
+  datasets.require(path, _DATASET, _LAYOUT)
   try:
     coords = np.asarray(scipy.io.loadmat(path)['pts_coord'], np.float64)
   except (OSError, ValueError, KeyError, TypeError) as e:

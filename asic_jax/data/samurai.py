@@ -19,9 +19,10 @@ for the cycle self-consistency score.
 
 import pathlib
 
-from asic_jax.data import benchmark
+from asic_jax.data import datasets
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import folder
+from asic_jax.data import thresholds as thresholds_lib
 
 _DATASET = 'SAMURAI'
 _LAYOUT = '<object>/images/* (and optionally <object>/masks/* of the same stems)'
@@ -29,34 +30,28 @@ _LAYOUT = '<object>/images/* (and optionally <object>/masks/* of the same stems)
 
 def objects(root: str | pathlib.Path) -> tuple[str, ...]:
   """The object folders under `<root>/SAMURAI` (those with an `images/` folder), sorted."""
-  base = benchmark.require(pathlib.Path(root) / _DATASET, _DATASET, _LAYOUT)
+  base = datasets.require(pathlib.Path(root) / _DATASET, _DATASET, _LAYOUT)
   return tuple(sorted(p.name for p in base.iterdir() if (p / 'images').is_dir()))
 
 
-def load_samurai(root: str | pathlib.Path,
-                 category: str,
-                 size: int,
-                 *,
-                 threshold: str | None = None) -> collection_lib.Collection:
+def load_samurai(root: str | pathlib.Path, category: str, size: int) -> collection_lib.Collection:
   """One SAMURAI-style object as a collection (pairs and matches are added later).
 
   Args:
     root: the folder holding `SAMURAI/`.
     category: the object's folder name, one of `objects(root)`.
     size: S, the side of the square images.
-    threshold: PCK threshold kind, None for 'img' (the only one possible here).
 
   Returns:
     A `Collection`: images `[N, S, S, 3]`, masks `[N, S, S]` in [0, 1] or None,
     thresholds `[N]` (= S); no keypoints, no eval_pairs.
   """
-  kind = benchmark.threshold_kind(threshold, 'img')
-  benchmark.check_category(_DATASET, category, objects(root))
+  datasets.check_category(_DATASET, category, objects(root))
   base = pathlib.Path(root) / _DATASET / category
   masks = base / 'masks'
   collection = folder.load_folder(base / 'images',
                                   size,
                                   mask_dir=masks if masks.is_dir() else None,
                                   name=f'samurai_{category}')
-  return collection.replace(thresholds=benchmark.thresholds(kind, size, len(collection)),
-                            threshold_kind=kind)
+  return collection.replace(thresholds=thresholds_lib.thresholds('img', size, len(collection)),
+                            threshold_kind='img')

@@ -28,9 +28,10 @@ import pathlib
 
 import numpy as np
 
-from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
+from asic_jax.data import datasets
 from asic_jax.data import images as images_lib
+from asic_jax.data import thresholds as thresholds_lib
 from asic_jax.errors import UserError
 
 CATEGORIES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
@@ -41,36 +42,30 @@ _LAYOUT = ('JPEGImages/<category>/*.jpg, ImageAnnotation/<category>/*.json and '
            'PairAnnotation/test/*.json')
 
 
-def load_spair(root: str | pathlib.Path,
-               category: str,
-               size: int,
-               *,
-               threshold: str | None = None) -> collection_lib.Collection:
+def load_spair(root: str | pathlib.Path, category: str, size: int) -> collection_lib.Collection:
   """One SPair-71k category as a collection (pairs and matches are added later).
 
   Args:
     root: the folder holding `SPair-71k/`.
     category: one of `CATEGORIES`.
     size: S, the side of the square images.
-    threshold: PCK threshold kind, None for the protocol ('bbox').
 
   Returns:
     A `Collection`: images `[N, S, S, 3]`; keypoints `[N, K, 2]`, visibility
     `[N, K]`, bboxes `[N, 4]` and thresholds `[N]` in the S frame; eval_pairs =
     the category's test pairs.
   """
-  benchmark.check_category(_DATASET, category, CATEGORIES)
-  kind = benchmark.threshold_kind(threshold, 'bbox')
+  datasets.check_category(_DATASET, category, CATEGORIES)
   base = pathlib.Path(root) / _DATASET
-  benchmark.require(base, _DATASET, _LAYOUT)
-  image_dir = benchmark.require(base / 'JPEGImages' / category, _DATASET, _LAYOUT)
-  annotation_dir = benchmark.require(base / 'ImageAnnotation' / category, _DATASET, _LAYOUT)
-  pair_dir = benchmark.require(base / 'PairAnnotation' / 'test', _DATASET, _LAYOUT)
+  datasets.require(base, _DATASET, _LAYOUT)
+  image_dir = datasets.require(base / 'JPEGImages' / category, _DATASET, _LAYOUT)
+  annotation_dir = datasets.require(base / 'ImageAnnotation' / category, _DATASET, _LAYOUT)
+  pair_dir = datasets.require(base / 'PairAnnotation' / 'test', _DATASET, _LAYOUT)
 
   pairs = [(path, _read_json(path)) for path in sorted(pair_dir.glob(f'*{category}.json'))]
   pairs = [(path, pair) for path, pair in pairs if pair.get('category') == category]
   if not pairs:
-    raise benchmark.missing_dataset(_DATASET, pair_dir, f'test pair files of {category}')
+    raise datasets.missing_dataset(_DATASET, pair_dir, f'test pair files of {category}')
   files = {}
   for path, pair in pairs:
     if pair.get('mirror', 0):
@@ -92,15 +87,10 @@ def load_spair(root: str | pathlib.Path,
     points, visible = _scatter(frame, ids, xy, num_kps, annotation_dir / f'{name}.json')
     keypoints.append(points)
     visibility.append(visible)
-    bboxes.append(benchmark.boxes_to_frame(frame, ann['bndbox']))
+    bboxes.append(frame.boxes(ann['bndbox']))
   keypoints, visibility = np.stack(keypoints), np.stack(visibility)
   bboxes = np.stack(bboxes).astype(np.float32)
-  lengths = benchmark.thresholds(kind,
-                                 size,
-                                 len(names),
-                                 bboxes=bboxes,
-                                 keypoints=keypoints,
-                                 visibility=visibility)
+  lengths = thresholds_lib.thresholds('bbox', size, len(names), bboxes=bboxes)
 
   src, trg, src_points, trg_points, visible = [], [], [], [], []
   for path, pair in pairs:
@@ -130,7 +120,7 @@ def load_spair(root: str | pathlib.Path,
                                    visibility=visibility,
                                    thresholds=lengths,
                                    eval_pairs=eval_pairs,
-                                   threshold_kind=kind,
+                                   threshold_kind='bbox',
                                    bboxes=bboxes,
                                    frames=tuple(frames))
 
@@ -155,7 +145,7 @@ def _read_json(path: pathlib.Path) -> dict:
     with open(path) as f:
       return json.load(f)
   except FileNotFoundError as e:
-    raise benchmark.missing_dataset(_DATASET, path, 'the annotation of an image of the '
-                                    'test pairs') from e
+    raise datasets.missing_dataset(_DATASET, path, 'the annotation of an image of the '
+                                   'test pairs') from e
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise UserError(f'cannot read SPair annotation {path}: {e}') from e

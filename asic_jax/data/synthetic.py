@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import images as images_lib
 from asic_jax.data import pairs as pairs_lib
+from asic_jax.data import thresholds as thresholds_lib
 from asic_jax.ops import sampling, tps
 
 # The source shape: ellipses (centre x, centre y, radius x, radius y), normalised.
@@ -241,7 +241,7 @@ def make_synthetic(config: ml_collections.ConfigDict,
                                    seed=seed)
   matches = _pseudo_matches(k_match, rng, warps, masks, pairs, config, size)
   bboxes = _bboxes(masks)
-  thresholds = benchmark.thresholds('bbox', size, n, bboxes=bboxes)
+  thresholds = thresholds_lib.thresholds('bbox', size, n, bboxes=bboxes)
   return collection_lib.Collection(name='synthetic',
                                    images=images.astype(np.float32),
                                    names=tuple(f'synthetic_{i:03d}' for i in range(n)),

@@ -20,8 +20,8 @@ import numpy as np
 
 from asic_jax import config_lib, files, parallel
 from asic_jax.correspondences import extract, matching
-from asic_jax.data import benchmark
 from asic_jax.data import collection as collection_lib
+from asic_jax.data import thresholds as thresholds_lib
 from asic_jax.evaluation import metrics
 from asic_jax.evaluation import transfer as transfer_lib
 
@@ -70,22 +70,22 @@ def score(collection: collection_lib.Collection,
   # hop's target box: the object boxes where the collection has them (CUB's PCK itself uses
   # alpha * S), else the collection's own PCK length (PF-WILLOW: its keypoints' box).
   cycle_kind = 'bbox' if collection.bboxes is not None else collection.threshold_kind
-  cycle_lengths = (benchmark.thresholds('bbox', collection.size, len(collection),
-                                        bboxes=collection.bboxes)
+  cycle_lengths = (thresholds_lib.thresholds(
+      'bbox', collection.size, len(collection), bboxes=collection.bboxes)
                    if collection.bboxes is not None else collection.thresholds)
   for k in ks:
     try:
       tuples = metrics.sample_tuples(len(collection),
-                                      k,
-                                      e.cycle_tuples,
-                                      groups=collection.groups,
-                                      seed=config.seed)
+                                     k,
+                                     e.cycle_tuples,
+                                     groups=collection.groups,
+                                     seed=config.seed)
     except ValueError as error:
       log.warning('No %d-cycles: %s', k, error)
       continue
     if collection.keypoints is not None:
-      values = metrics.k_cycle_pck(transfer_fn, tuples, collection.keypoints,
-                                    collection.visibility, cycle_lengths)
+      values = metrics.k_cycle_pck(transfer_fn, tuples, collection.keypoints, collection.visibility,
+                                   cycle_lengths)
       visible = np.all(collection.visibility[tuples], axis=1).sum() * k
       cycles[str(k)] = dict(pck=_curve(values),
                             num_tuples=len(tuples),
@@ -94,10 +94,10 @@ def score(collection: collection_lib.Collection,
                             threshold=cycle_kind)
     else:
       values, counted = metrics.cycle_consistency(transfer_fn,
-                                                   tuples,
-                                                   collection.masks_or_ones(),
-                                                   collection.size,
-                                                   points=e.cycle_points)
+                                                  tuples,
+                                                  collection.masks_or_ones(),
+                                                  collection.size,
+                                                  points=e.cycle_points)
       cycles[str(k)] = dict(pck=_curve(values),
                             num_tuples=len(tuples),
                             num_keypoints=counted,
@@ -130,18 +130,18 @@ def flow_transfer(flows: jax.Array,
   def fn(src, trg, points):
     return np.asarray(
         transfer_lib.transfer_pairs(flows,
-                                masks,
-                                jnp.asarray(src),
-                                jnp.asarray(trg),
-                                jnp.asarray(points, jnp.float32),
-                                chunk=chunk,
-                                method=method,
-                                window=window,
-                                temperature=temperature,
-                                grids=grids,
-                                centers=centers,
-                                refine_window=float(refine_window),
-                                refine_temperature=float(refine_temperature)))
+                                    masks,
+                                    jnp.asarray(src),
+                                    jnp.asarray(trg),
+                                    jnp.asarray(points, jnp.float32),
+                                    chunk=chunk,
+                                    method=method,
+                                    window=window,
+                                    temperature=temperature,
+                                    grids=grids,
+                                    centers=centers,
+                                    refine_window=float(refine_window),
+                                    refine_temperature=float(refine_temperature)))
 
   return fn
 
@@ -235,8 +235,8 @@ def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, wo
            if config.eval.refine_temperature > 0 else 'the argmax')
     transfer = (f'{NEAREST}, refined to {how} of the backbone descriptors\' cosine similarity '
                 f'to the source point\'s within {config.eval.refine_window} S of it')
-  results = score(collection, config_transfer(config, flows, collection, collection.masks),
-                  config, transfer)
+  results = score(collection, config_transfer(config, flows, collection, collection.masks), config,
+                  transfer)
   results.update(method='asic',
                  checkpoint_step=int(step),
                  config_hash=config_lib.config_hash(config),

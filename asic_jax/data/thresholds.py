@@ -1,58 +1,27 @@
-"""What the benchmark loaders share: missing-dataset errors, categories, PCK thresholds.
+"""The PCK length L of every image, in pixels of the S frame (DESIGN §5).
 
-PCK (DESIGN §5) counts a transferred keypoint correct iff its error is below
-`alpha * L`, where L is a length of the TARGET image in pixels of the S frame:
+PCK counts a transferred keypoint correct iff its error is below `alpha * L`, where L is a
+length of the TARGET image:
 
 * `bbox`: the max side of the target's object box;
 * `img`: S, the side of the square image;
 * `kp_bbox`: the max side of the tight box around the target's annotated
   keypoints (invisible or padded rows never count; 0 when none is annotated).
 
-Every loader computes its thresholds here, from boxes and keypoints already in
-the S frame (the square frame scales both axes alike, so lengths measured there
-equal the original lengths times `SquareFrame.scale`).
+Each loader computes its dataset's own kind from boxes and keypoints already in the S frame
+(the square frame scales both axes alike, so lengths measured there equal the original
+lengths times `SquareFrame.scale`); `loaders.load_collection` applies `eval.threshold`, once,
+with `with_threshold`.
 """
 
 import dataclasses
-import pathlib
-from typing import Sequence
 
 import numpy as np
 
 from asic_jax.data import collection as collection_lib
-from asic_jax.data import images
 from asic_jax.errors import UserError
 
 THRESHOLD_KINDS = ('bbox', 'img', 'kp_bbox')
-
-# Where each dataset is published, for the missing-dataset message.
-PUBLISHED_AT = {
-    'SPair-71k': 'https://cvlab.postech.ac.kr/research/SPair-71k/',
-    'CUB-200-2011': 'https://www.vision.caltech.edu/datasets/cub_200_2011/',
-    'PF-WILLOW': 'https://www.di.ens.fr/willow/research/proposalflow/',
-    'SAMURAI': 'https://markboss.me/publication/2022-samurai/',
-}
-
-
-def missing_dataset(dataset: str, path: str | pathlib.Path, layout: str) -> UserError:
-  """The one-line error for a dataset not found at `path` (which should hold `layout`)."""
-  return UserError(f'{dataset} not found: expected {path} holding {layout}; download '
-                   f'{dataset} from {PUBLISHED_AT[dataset]} and set --config.data.root to '
-                   'the folder that holds it')
-
-
-def require(path: pathlib.Path, dataset: str, layout: str) -> pathlib.Path:
-  """`path` if it exists, else the missing-dataset error for it."""
-  if not path.exists():
-    raise missing_dataset(dataset, path, layout)
-  return path
-
-
-def check_category(dataset: str, category, valid: Sequence) -> None:
-  """A readable error for a category that is not one of `valid`."""
-  if category not in valid:
-    raise UserError(f'{dataset} has no category {category!r}; valid: '
-                    f'{", ".join(str(v) for v in valid)}')
 
 
 def threshold_kind(threshold: str | None, default: str) -> str:
@@ -111,12 +80,6 @@ def keypoint_box_sides(keypoints: np.ndarray, visibility: np.ndarray) -> np.ndar
   high = np.max(np.where(visible, keypoints, -np.inf), axis=1)
   sides = np.max(high - low, axis=-1)
   return np.where(np.any(visible[..., 0], axis=1), sides, 0.0).astype(np.float32)
-
-
-def boxes_to_frame(frame: images.SquareFrame, boxes: np.ndarray) -> np.ndarray:
-  """`[..., 4]` boxes (x1, y1, x2, y2), original pixels -> the S frame of `frame`."""
-  boxes = np.asarray(boxes, np.float64)
-  return frame.points(boxes.reshape(boxes.shape[:-1] + (2, 2))).reshape(boxes.shape)
 
 
 def with_threshold(collection: collection_lib.Collection,
