@@ -217,7 +217,7 @@ class Alignment:
     if method == 'refine':
       grids, centers = self._match_descriptors()
       descriptors = evaluate.Descriptors(grids[s], grids[t], centers,
-                                         eval_run.refine_window_px(self.config, self.size),
+                                         eval_run.refine_sigma_px(self.config, self.size),
                                          float(e.refine_temperature))
     found = evaluate.transfer(self._flows[s],
                               self._flows[t],

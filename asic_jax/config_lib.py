@@ -331,10 +331,11 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.transfer = 'nearest'  # nearest (the paper's hard argmin) | soft (window soft-argmax)
   c.eval.soft_window = 3  # soft: pixels around the hard argmin (a 7 x 7 window)
   c.eval.soft_temperature = 2.0  # soft: of the squared canonical distance, in pixels^2
-  # refine: the backbone descriptor most like the source point's within this fraction of S of
-  # the canonical transfer (coarse-to-fine); temperature 0: argmax, > 0: soft-argmax of cosine.
-  c.eval.refine_window = 0.1
-  c.eval.refine_temperature = 0.0
+  # refine (coarse to fine): the canonical transfer as a Gaussian prior of this sigma (a fraction
+  # of S) times softmax(cosine / temperature) of the backbone's descriptors; temperature 0:
+  # the most similar cell within 3 sigma. Measured: scripts/measure_refine.py (README).
+  c.eval.refine_sigma = 0.08
+  c.eval.refine_temperature = 0.05
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
   c.baseline = ml_collections.ConfigDict()  # mode=baseline over features.backbone (DESIGN §5)
@@ -504,7 +505,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   choice('eval.transfer', evaluate.TRANSFERS)
   need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
   need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')
-  need(c.eval.refine_window >= 0, 'eval.refine_window', '>= 0 (a fraction of the image side)')
+  need(c.eval.refine_sigma > 0, 'eval.refine_sigma', '> 0 (a fraction of the image side)')
   need(c.eval.refine_temperature >= 0, 'eval.refine_temperature', '>= 0 (0: argmax)')
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
   need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')
