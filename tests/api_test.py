@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 import asic_jax
-from asic_jax import api, evaluate, inference, restore
+from asic_jax import api, eval_run, evaluate, inference, restore
+from asic_jax.correspondences import extract
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
 from conftest import ROOT, run_cli
@@ -20,6 +21,31 @@ from conftest import ROOT, run_cli
 @pytest.fixture(scope='module')
 def run(tiny_run):
   return asic_jax.load(tiny_run)
+
+
+def test_refine_transfer_is_eval_s_refine(run, tiny_run, tmp_path):
+  """`transfer(method='refine')` is `mode=eval`'s refine: the same descriptors (the backbone's,
+  here the bundled VGG-16, read through the extraction cache), prior and temperature, and it
+  moves points away from the canonical transfer."""
+  config, collection, state, step = restore.restore_run(None, tiny_run)
+  config.features.backbone, config.features.cache_dir = 'vgg16', str(tmp_path)
+  refined = api.Alignment(config, collection, state, step, run._flows)
+  pairs = collection.eval_pairs
+  fn = eval_run.flow_transfer(run._flows,
+                              collection.masks,
+                              8,
+                              method='refine',
+                              descriptors=extract.match_descriptors(collection, config),
+                              refine_sigma=eval_run.refine_sigma_px(config, collection.size),
+                              refine_temperature=config.eval.refine_temperature)
+  expected = fn(pairs.src[:6], pairs.trg[:6], pairs.src_points[:6])
+  for e in range(6):
+    got = refined.transfer(pairs.src_points[e], int(pairs.src[e]), int(pairs.trg[e]),
+                           method='refine')
+    np.testing.assert_allclose(got, expected[e], atol=1e-4)
+  nearest = np.stack([run.transfer(pairs.src_points[e], int(pairs.src[e]), int(pairs.trg[e]))
+                      for e in range(6)])
+  assert np.abs(nearest - expected).max() > 0.1
 
 
 def test_transfer_is_exactly_eval_transfer(run, tiny_run):
