@@ -59,7 +59,9 @@ def shape_config(name: str, dtype: str):
   return c
 
 
-def bench(name: str, *, dtype: str, steps: int) -> dict:
+def compiled_step(name: str, dtype: str):
+  """The shape's config, collection, compiled step, compile seconds and `call()` (one step on
+  a state it keeps, returning the metrics)."""
   config = shape_config(name, dtype)
   collection = synthetic.make_synthetic(config.data.synthetic,
                                         size=config.data.img_size,
@@ -88,6 +90,11 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
     holder['state'], metrics = compiled(holder['state'], data, frozen)
     return metrics
 
+  return config, collection, compiled, compile_s, call
+
+
+def bench(name: str, *, dtype: str, steps: int) -> dict:
+  config, collection, compiled, compile_s, call = compiled_step(name, dtype)
   jax.block_until_ready(call())  # warm-up
   times = common.time_calls(call, steps)
   ms = common.median_ms(times)
