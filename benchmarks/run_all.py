@@ -107,6 +107,29 @@ SECTIONS = {
 }
 
 
+# How the CPU step was made 3x faster (issue 17): what `benchmarks/profile_step.py` found at
+# the `cpu` shape, before (commit 18c5f19) and after `asic_jax/models/layers.py`.
+WHERE_THE_STEP_WENT = """## Where the CPU step went
+
+`python -m benchmarks.profile_step --shape=cpu` traces the compiled step with `jax.profiler` and
+attributes every XLA operation to the source line that made it. Before `asic_jax/models/layers.py`
+the `cpu` shape took 2.19 s/step, of which about 1.55 s were two XLA:CPU pathologies:
+
+| where | what XLA ran | ms/step before | now |
+|---|---|---|---|
+| LPIPS's conv5 block (the VGG-16 at 32 px reaches 2 x 2 maps) | 3 x 3 convolutions of 2 x 2 maps, 512 -> 512 channels, forward and both gradients: about 100 ms each for 0.3 GFLOP (a 1 ms matrix product) | ~950 | an im2col matrix product (`layers.conv3x3`, maps of <= 64 pixels) |
+| the U-Net's 2 x 2 stride-2 transposed convolutions (4 per pass, 2 passes) | the kernel gradient as a base-dilated convolution with a 64 x 64 window, ~75 ms each | ~600 | an einsum and a depth-to-space reshape (`layers.UpConv2x2`), whose gradients are matrix products |
+
+Both compute the same functions with Flax's parameter names, shapes and initialisers (a
+checkpoint, a converted PyTorch weight and an initial value are unchanged; outputs agree to
+float32 rounding, `tests/unet_test.py`, `tests/perceptual_test.py`). Max-pooling became the max of
+four strided slices (an elementwise gradient instead of select-and-scatter). What is left is
+mostly convolutions: XLA:CPU runs the U-Net's 3 x 3 convolutions at roughly 80 GFLOP/s on these
+two cores (its matrix products reach 300), where PyTorch's oneDNN does better; XLA's
+`--xla_cpu_use_onednn` flag did not change the step measurably here.
+"""
+
+
 def _side_by_side(records: dict[str, dict]) -> list[str]:
   """The step of both implementations at the shapes the released code was timed at."""
   if 'released_step' not in records or 'train_step' not in records:
@@ -144,6 +167,8 @@ def _section(platform: str, records: dict[str, dict]) -> list[str]:
       f'({machine["device"]}); Python {machine["python"]}.', ''
   ]
   lines += _side_by_side(records)
+  if platform == 'cpu':
+    lines += WHERE_THE_STEP_WENT.splitlines() + ['']
   for name, result in records.items():
     if name == 'released_step':
       continue
