@@ -39,9 +39,9 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
          ['--backbone=vgg16', '--strides=4', '--images=30', '--batch=4']),
         ('evaluation', 'benchmarks.evaluation', ['--sizes=10,30,100,300', '--img=256']),
     ]
-  released = [('released_step', 'benchmarks.released_step', ['--shapes=cpu,released'])
-              ] if os.environ.get('ASIC_RELEASED_CODE') and os.environ.get(
-                  'ASIC_RELEASED_PYTHON') else []
+  released = [
+      ('released_step', 'benchmarks.released_step', ['--shapes=cpu,released'])
+  ] if os.environ.get('ASIC_RELEASED_CODE') and os.environ.get('ASIC_RELEASED_PYTHON') else []
   return released + [
       ('train_step', 'benchmarks.train_step', ['--shapes=cpu,released', '--steps=15']),
       ('train_step_full', 'benchmarks.train_step', ['--shapes=tiny,full', '--steps=3']),
@@ -105,7 +105,6 @@ SECTIONS = {
                    'of every ordered pair and PCK, and 200 tuples for each of 2-, 3- and '
                    '4-CyPCK.'),
 }
-
 
 # How the CPU step was made 3x faster (issue 17): what `benchmarks/profile_step.py` found at
 # the `cpu` shape, before (commit 18c5f19) and after `asic_jax/models/layers.py`.
@@ -189,9 +188,7 @@ def write() -> pathlib.Path:
   ]
   found = False
   for platform in ('cpu', 'gpu'):
-    names = [
-        n for n in ('released_step', *SECTIONS) if (RESULTS / platform / f'{n}.json').exists()
-    ]
+    names = [n for n in ('released_step', *SECTIONS) if (RESULTS / platform / f'{n}.json').exists()]
     if names:
       found = True
       lines += _section(

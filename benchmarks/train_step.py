@@ -25,6 +25,7 @@ from asic_jax.data import synthetic
 from asic_jax.models import perceptual
 from benchmarks import common
 
+
 def shape_config(name: str, dtype: str):
   """The config of a named shape: tiny | cpu | released | full, or released with one change:
   `batch=B`, `img=S` (recon S/2, grid S), or `images=N` (64 px, batch 8; k-NN pairs with

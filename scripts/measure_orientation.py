@@ -29,7 +29,9 @@ def main(argv=None):
   parser.add_argument('--categories', default='car,duck,motorbike,winebottle')
   args = parser.parse_args(argv)
   rng = np.random.default_rng(0)
-  print('| category | photos | trial | mirrored | flipped | facing the minority way: before | after |')
+  print(
+      '| category | photos | trial | mirrored | flipped | facing the minority way: before | after |'
+  )
   print('|---|---|---|---|---|---|---|')
   for category in args.categories.split(','):
     config = config_lib.base_config('cpu,recommended')
@@ -41,8 +43,8 @@ def main(argv=None):
       planted = (rng.random(n) < args.fraction) if trial else np.zeros(n, bool)
       images = np.where(planted[:, None, None, None], collection.images[:, :, ::-1],
                         collection.images)
-      areas = np.where(planted[:, None, None], collection.photo_areas()[:, :, ::-1],
-                       collection.photo_areas())
+      areas = np.where(planted[:, None, None],
+                       collection.photo_areas()[:, :, ::-1], collection.photo_areas())
       found = extract.extract_descriptors(images, config)
       mirrored = extract.mirrored_descriptors(images, config)
       foreground = extract.patch_foreground(areas, found.centers) >= 0.5
@@ -53,8 +55,10 @@ def main(argv=None):
                                    min_t=config.features.orient_min_t).flipped
       facing = planted ^ flipped
       minority = lambda f: int(min(f.sum(), n - f.sum()))
-      print(f'| {category} | {n} | {trial or "real"} | {int(planted.sum())} | '
-            f'{int(flipped.sum())} | {minority(planted)} | {minority(facing)} |', flush=True)
+      print(
+          f'| {category} | {n} | {trial or "real"} | {int(planted.sum())} | '
+          f'{int(flipped.sum())} | {minority(planted)} | {minority(facing)} |',
+          flush=True)
 
 
 if __name__ == '__main__':

@@ -24,8 +24,8 @@ def main(argv=None):
   parser.add_argument('--temperatures', default='0,0.02,0.05,0.1')
   args = parser.parse_args(argv)
   settings = [('nearest', 1.0, 0.0)] + [('refine', float(w), float(t))
-                                         for w in args.sigmas.split(',')
-                                         for t in args.temperatures.split(',')]
+                                        for w in args.sigmas.split(',')
+                                        for t in args.temperatures.split(',')]
   table = {s: [] for s in settings}
   print('| run | transfer | sigma (S) | temperature | PCK@0.10 | PCK@0.05 | 4-CyPCK@0.10 |')
   print('|---|---|---|---|---|---|---|')
@@ -45,7 +45,8 @@ def main(argv=None):
       row = (100 * r['pck']['0.10'], 100 * r['pck']['0.05'], 100 * r['k_cycle']['4']['pck']['0.10'])
       table[(method, sigma, temperature)].append(row)
       print(f'| {workdir} | {method} | {sigma} | {temperature} | ' +
-            ' | '.join(f'{v:.1f}' for v in row) + ' |', flush=True)
+            ' | '.join(f'{v:.1f}' for v in row) + ' |',
+            flush=True)
   print('\nMean over the runs:\n')
   print('| transfer | sigma (S) | temperature | PCK@0.10 | PCK@0.05 | 4-CyPCK@0.10 |')
   print('|---|---|---|---|---|---|')
