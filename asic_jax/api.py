@@ -69,8 +69,7 @@ def restored(cli, workdir, step: int = 0) -> 'Alignment':
   that reads), or at `cli.eval.step` with the command line's evaluation settings (`cli`; None:
   the run's own)."""
   config, collection, state, step = restore.restore_run(cli, workdir, step=step)
-  flows = flows_lib.collection_flows(config, state, collection.images,
-                                     flipped=collection.flipped)
+  flows = flows_lib.collection_flows(config, state, collection.images, flipped=collection.flipped)
   return Alignment(config, collection, state, step, flows)
 
 
@@ -91,8 +90,14 @@ class Alignment:
     size: S.
   """
 
-  def __init__(self, config, collection: collection_lib.Collection, state, step: int,
-               flows: jax.Array, *, statistics=None):
+  def __init__(self,
+               config,
+               collection: collection_lib.Collection,
+               state,
+               step: int,
+               flows: jax.Array,
+               *,
+               statistics=None):
     self.config, self.collection, self.step = config, collection, int(step)
     self._state = state
     self._flows = jnp.asarray(flows)
@@ -210,16 +215,16 @@ class Alignment:
     if method == 'refine':
       grids, centers = self._match_descriptors()
       descriptors = transfer_lib.Descriptors(grids[s], grids[t], centers,
-                                         protocol.refine_window_px(self.config, self.size),
-                                         float(e.refine_temperature))
+                                             protocol.refine_sigma_px(self.config, self.size),
+                                             float(e.refine_temperature))
     found = transfer_lib.transfer(self._flows[s],
-                              self._flows[t],
-                              self._masks[t],
-                              square,
-                              method=method,
-                              window=int(e.soft_window),
-                              temperature=float(e.soft_temperature),
-                              descriptors=descriptors)
+                                  self._flows[t],
+                                  self._masks[t],
+                                  square,
+                                  method=method,
+                                  window=int(e.soft_window),
+                                  temperature=float(e.soft_temperature),
+                                  descriptors=descriptors)
     return self.frame(t).to_original(np.asarray(found, np.float64))
 
   def _match_descriptors(self) -> tuple[jax.Array, jax.Array]:
@@ -247,8 +252,7 @@ class Alignment:
   def _square_flow(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
     """`flow` in the S frame: `[S, S, 2]` src pixels for every trg pixel, and validity."""
     queries = self._flows[t].reshape(-1, 2)
-    found = np.asarray(
-        transfer_lib.nearest_pixels_chunked(self._flows[s], self._masks[s], queries))
+    found = np.asarray(transfer_lib.nearest_pixels_chunked(self._flows[s], self._masks[s], queries))
     valid = np.asarray(self._masks[t] >= transfer_lib.FOREGROUND) & bool(
         jnp.any(self._masks[s] >= transfer_lib.MASK_THRESHOLD))
     return found.reshape(self.size, self.size, 2).astype(np.float64), valid
@@ -327,8 +331,8 @@ class Alignment:
     names = tuple(names) if names is not None else default_names
     if len(names) != len(photos):
       raise UserError(f'names: {len(names)} names for {len(photos)} images')
-    clash = sorted(set(names) & set(self.names)) or sorted(n for n in set(names)
-                                                           if names.count(n) > 1)
+    clash = sorted(set(names) & set(self.names)) or sorted(
+        n for n in set(names) if names.count(n) > 1)
     if clash:
       raise UserError(f'names: {clash[0]!r} is taken (the collection or another new photo); '
                       'pass names=')

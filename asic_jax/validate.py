@@ -80,7 +80,7 @@ def check(c: ml_collections.ConfigDict) -> None:
   choice('eval.transfer', transfer.TRANSFERS)
   need(c.eval.soft_window >= 0, 'eval.soft_window', '>= 0')
   need(c.eval.soft_temperature > 0, 'eval.soft_temperature', '> 0')
-  need(c.eval.refine_window >= 0, 'eval.refine_window', '>= 0 (a fraction of the image side)')
+  need(c.eval.refine_sigma > 0, 'eval.refine_sigma', '> 0 (a fraction of the image side)')
   need(c.eval.refine_temperature >= 0, 'eval.refine_temperature', '>= 0 (0: argmax)')
   need(c.eval.step >= 0, 'eval.step', '>= 0 (0: the latest)')
   need(c.eval.bn_chunk >= 1, 'eval.bn_chunk', '>= 1')

@@ -12,19 +12,14 @@ from typing import Callable, Iterable
 
 import jax
 
+from benchmarks import host
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def machine() -> dict:
   """What the figures were measured on."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        cpu = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
+  cpu = host.cpu_name()
   devices = jax.devices()
   return dict(cpu=cpu,
               cores=os.cpu_count(),

@@ -4,12 +4,17 @@
   python -m benchmarks.run_all --gpu           # on a GPU: full shapes, float32 and bfloat16
 
 Each benchmark runs in its own process (so peak memory is its own) and leaves its records
-in `benchmarks/results/*.json`; BENCHMARKS.md is written from those.
+in `benchmarks/results/*.json`; BENCHMARKS.md is written from those. With
+`ASIC_RELEASED_CODE` (a checkout of kampta/asic) and `ASIC_RELEASED_PYTHON` (the python of a
+virtualenv holding torch, torchvision and kornia; see `benchmarks/released_step.py`), the CPU
+run also times the released code's own step at the `cpu` and `released` shapes and puts both
+implementations side by side.
 """
 
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -34,8 +39,12 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
          ['--backbone=vgg16', '--strides=4', '--images=30', '--batch=4']),
         ('evaluation', 'benchmarks.evaluation', ['--sizes=10,30,100,300', '--img=256']),
     ]
-  return [
-      ('train_step', 'benchmarks.train_step', ['--shapes=tiny,released,full', '--steps=3']),
+  released = [
+      ('released_step', 'benchmarks.released_step', ['--shapes=cpu,released'])
+  ] if os.environ.get('ASIC_RELEASED_CODE') and os.environ.get('ASIC_RELEASED_PYTHON') else []
+  return released + [
+      ('train_step', 'benchmarks.train_step', ['--shapes=cpu,released', '--steps=15']),
+      ('train_step_full', 'benchmarks.train_step', ['--shapes=tiny,full', '--steps=3']),
       ('train_scaling', 'benchmarks.train_step', [
           '--shapes=batch=4,batch=8,batch=16,img=64,img=128,img=256,images=10,images=30,'
           'images=100,images=300', '--steps=3'
@@ -58,9 +67,8 @@ def run(folder: pathlib.Path, name: str, module: str, args: list[str]) -> dict:
   for value in values:
     single = [a for a in args if a != option
              ] + ([f'{option.split("=", 1)[0]}={value}'] if value else [])
-    subprocess.run([sys.executable, '-m', module, f'--out={out}', *single],
-                   cwd=common.ROOT,
-                   check=True)
+    python = os.environ['ASIC_RELEASED_PYTHON'] if name == 'released_step' else sys.executable
+    subprocess.run([python, '-m', module, f'--out={out}', *single], cwd=common.ROOT, check=True)
     result = json.loads(out.read_text())
     records += result['records']
   result['records'] = records
@@ -71,10 +79,12 @@ def run(folder: pathlib.Path, name: str, module: str, args: list[str]) -> dict:
 SECTIONS = {
     'train_step': ('Train step', train_step.COLUMNS,
                    'The whole step: both U-Net passes, TPS and jitter, every loss term (the '
-                   'LPIPS VGG-16: its cost does not depend on its weights), the Adam update. Median of the timed '
-                   'steps after one warm-up; compile time separately. `released`: the shape at '
-                   'which the released PyTorch code takes ~1.06 s/step on a 2-core CPU '
-                   '(DESIGN §7); `÷ released` is our time over that.'),
+                   'LPIPS VGG-16: its cost does not depend on its weights), the Adam update. '
+                   'Median of 15 timed steps after one warm-up; compile time separately. `cpu`: '
+                   'the `cpu` config word\'s shape; `released`: the shape the released code\'s '
+                   'CPU figures were first taken at (DESIGN §7).'),
+    'train_step_full': ('Train step, the smallest and the paper\'s shapes', train_step.COLUMNS,
+                        '3 timed steps each.'),
     'train_scaling':
         ('How the step grows with batch, image size and collection size', train_step.COLUMNS,
          '`batch=B` and `img=S` change one thing of the `released` shape; '
@@ -96,9 +106,56 @@ SECTIONS = {
                    '4-CyPCK.'),
 }
 
+# How the CPU step was made 3x faster (issue 17): what `benchmarks/profile_step.py` found at
+# the `cpu` shape, before (commit 18c5f19) and after `asic_jax/models/layers.py`.
+WHERE_THE_STEP_WENT = """## Where the CPU step went
+
+`python -m benchmarks.profile_step --shape=cpu` traces the compiled step with `jax.profiler` and
+attributes every XLA operation to the source line that made it. Before `asic_jax/models/layers.py`
+the `cpu` shape took 2.19 s/step, of which about 1.55 s were two XLA:CPU pathologies:
+
+| where | what XLA ran | ms/step before | now |
+|---|---|---|---|
+| LPIPS's conv5 block (the VGG-16 at 32 px reaches 2 x 2 maps) | 3 x 3 convolutions of 2 x 2 maps, 512 -> 512 channels, forward and both gradients: about 100 ms each for 0.3 GFLOP (a 1 ms matrix product) | ~950 | an im2col matrix product (`layers.conv3x3`, maps of <= 64 pixels) |
+| the U-Net's 2 x 2 stride-2 transposed convolutions (4 per pass, 2 passes) | the kernel gradient as a base-dilated convolution with a 64 x 64 window, ~75 ms each | ~600 | an einsum and a depth-to-space reshape (`layers.UpConv2x2`), whose gradients are matrix products |
+
+Both compute the same functions with Flax's parameter names, shapes and initialisers (a
+checkpoint, a converted PyTorch weight and an initial value are unchanged; outputs agree to
+float32 rounding, `tests/unet_test.py`, `tests/perceptual_test.py`). Max-pooling became the max of
+four strided slices (an elementwise gradient instead of select-and-scatter). What is left is
+mostly convolutions: XLA:CPU runs the U-Net's 3 x 3 convolutions at roughly 80 GFLOP/s on these
+two cores (its matrix products reach 300), where PyTorch's oneDNN does better; XLA's
+`--xla_cpu_use_onednn` flag did not change the step measurably here.
+"""
+
+
+def _side_by_side(records: dict[str, dict]) -> list[str]:
+  """The step of both implementations at the shapes the released code was timed at."""
+  if 'released_step' not in records or 'train_step' not in records:
+    return []
+  ours = {r['shape']: r for r in records['train_step']['records']}
+  theirs = records['released_step']
+  lines = [
+      '## Side by side with the released code', '',
+      'The same 2-core CPU, one after the other with nothing else running; the released code\'s '
+      f'own modules ({theirs["records"][0]["implementation"]}, kornia '
+      f'{theirs["machine"].get("kornia", "?")}, {theirs["records"][0]["threads"]} threads) driven '
+      'by `benchmarks/released_step.py` (median of 10 steps after 2 warm-ups); ours as in the '
+      'table above. Below 1, asic_jax is faster.', '',
+      '| shape | batch | px | recon | U-Net widths | asic_jax ms/step | released ms/step | '
+      'asic_jax ÷ released |', '|---|---|---|---|---|---|---|---|'
+  ]
+  for r in theirs['records']:
+    mine = ours.get(r['shape'])
+    if mine:
+      lines.append(f'| {r["shape"]} | {r["batch"]} | {r["img"]} | {r["recon"]} | {r["widths"]} | '
+                   f'{mine["ms_per_step"]:.0f} | {r["ms_per_step"]:.0f} | '
+                   f'{mine["ms_per_step"] / r["ms_per_step"]:.2f} |')
+  return lines + ['']
+
 
 def _section(platform: str, records: dict[str, dict]) -> list[str]:
-  machine = next(iter(records.values()))['machine']
+  machine = next(r for n, r in records.items() if n != 'released_step')['machine']
   command = 'python -m benchmarks.run_all' + (' --gpu' if platform == 'gpu' else '')
   title = (f'{machine["cpu"]}, {machine["cores"]} cores'
            if platform == 'cpu' else f'{machine["num_devices"]} x {machine["device"]}')
@@ -108,7 +165,12 @@ def _section(platform: str, records: dict[str, dict]) -> list[str]:
       f'{machine["jax"]} on {machine["num_devices"]} x {machine["platform"]} '
       f'({machine["device"]}); Python {machine["python"]}.', ''
   ]
+  lines += _side_by_side(records)
+  if platform == 'cpu':
+    lines += WHERE_THE_STEP_WENT.splitlines() + ['']
   for name, result in records.items():
+    if name == 'released_step':
+      continue
     title, columns, note = SECTIONS[name]
     lines += [f'## {title}', '', note, ''] if note else [f'## {title}', '']
     lines += [common.markdown_table(result['records'], columns), '']
@@ -126,7 +188,7 @@ def write() -> pathlib.Path:
   ]
   found = False
   for platform in ('cpu', 'gpu'):
-    names = [n for n in SECTIONS if (RESULTS / platform / f'{n}.json').exists()]
+    names = [n for n in ('released_step', *SECTIONS) if (RESULTS / platform / f'{n}.json').exists()]
     if names:
       found = True
       lines += _section(

@@ -4,10 +4,14 @@
   python -m benchmarks.train_step --shapes=tiny,released,full --out=benchmarks/results/train_step.json
 
 Shapes (the step is the real one: both forward passes, TPS, jitter, every loss term):
-  tiny      configs/tiny.py (32 px, widths 8..128, batch 4, LPIPS on random weights)
+  tiny      configs/tiny.py (32 px, widths 8..128, batch 4)
+  cpu       the `cpu` config word: batch 8, 128 px, recon 32, grid 128, widths 16..256, 10
+            images, 300 matches per pair
   released  batch 4, 128 px, recon 64, grid 128, widths 32..512, 10 images, 300 matches per
-            pair; the released PyTorch code takes ~1.06 s/step there on a 2-core CPU
+            pair
   full      the paper's shape: batch 20, 256 px, recon 128, grid 256, widths 32..512
+The released PyTorch code's step at `cpu` and `released` is timed by `benchmarks.released_step`
+(its own virtualenv); `run_all` puts both side by side.
 """
 
 import argparse
@@ -21,11 +25,9 @@ from asic_jax.data import synthetic
 from asic_jax.models import asic, perceptual
 from benchmarks import common
 
-RELEASED_CPU_S_PER_STEP = 1.06  # the released code at the `released` shape, 2-core CPU
-
 
 def shape_config(name: str, dtype: str):
-  """The config of a named shape: tiny | released | full, or released with one change:
+  """The config of a named shape: tiny | cpu | released | full, or released with one change:
   `batch=B`, `img=S` (recon S/2, grid S), or `images=N` (64 px, batch 8; k-NN pairs with
   k = 10 from N = 100 on)."""
   c = config_lib.base_config('')
@@ -35,6 +37,10 @@ def shape_config(name: str, dtype: str):
     c.data.img_size, c.train.batch_size, c.model.channel_multiplier = 32, 4, 0.125
     c.model.grid_size, c.loss.recon_size, c.parts.num_parts = 32, 16, 4
     c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 6, 32
+  elif name == 'cpu':
+    c = config_lib.base_config('cpu')
+    c.dtype = dtype
+    c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 10, 300
   elif name == 'full':
     c.data.synthetic.num_images, c.data.synthetic.matches_per_pair = 20, 300
   elif name == 'released' or key in ('batch', 'img', 'images'):
@@ -54,7 +60,9 @@ def shape_config(name: str, dtype: str):
   return c
 
 
-def bench(name: str, *, dtype: str, steps: int) -> dict:
+def compiled_step(name: str, dtype: str):
+  """The shape's config, collection, compiled step, compile seconds and `call()` (one step on
+  a state it keeps, returning the metrics)."""
   config = shape_config(name, dtype)
   collection = synthetic.make_synthetic(config.data.synthetic,
                                         size=config.data.img_size,
@@ -83,6 +91,11 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
     holder['state'], metrics = compiled(holder['state'], data, frozen)
     return metrics
 
+  return config, collection, compiled, compile_s, call
+
+
+def bench(name: str, *, dtype: str, steps: int) -> dict:
+  config, collection, compiled, compile_s, call = compiled_step(name, dtype)
   jax.block_until_ready(call())  # warm-up
   times = common.time_calls(call, steps)
   ms = common.median_ms(times)
@@ -104,8 +117,6 @@ def bench(name: str, *, dtype: str, steps: int) -> dict:
                 xla_memory_gb=common.compiled_memory_gb(compiled),
                 device_peak_gb=common.device_peak_gb(),
                 peak_rss_gb=common.peak_rss_gb())
-  if name == 'released' and jax.default_backend() == 'cpu':  # the figure was a CPU's
-    record['vs_released_cpu'] = ms / 1000 / RELEASED_CPU_S_PER_STEP
   return record
 
 
@@ -114,14 +125,14 @@ COLUMNS = [('shape', 'shape'), ('dtype', 'dtype'), ('batch', 'batch'), ('img', '
            ('pairs', 'pairs'), ('matches', 'matches/pair'), ('ms_per_step', 'ms/step'),
            ('steps_per_s', 'steps/s'), ('compile_s', 'compile s'),
            ('xla_memory_gb', 'XLA memory GB'), ('device_peak_gb', 'device peak GB'),
-           ('peak_rss_gb', 'process peak RSS GB'), ('vs_released_cpu', '÷ released')]
+           ('peak_rss_gb', 'process peak RSS GB')]
 
 
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--shapes',
                       default='tiny,released',
-                      help='comma list: tiny, released, full, batch=B, img=S, images=N')
+                      help='comma list: tiny, cpu, released, full, batch=B, img=S, images=N')
   parser.add_argument('--dtypes', default='float32')
   parser.add_argument('--steps', type=int, default=10, help='timed steps per shape')
   parser.add_argument('--out', default=None, help='JSON file for the records')

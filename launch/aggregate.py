@@ -80,9 +80,8 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     # A run's variant: its own overrides but the category, loss weights (an ablation names
     # them) and settings that do not define a run (mode=baseline, baseline.method, ...).
     variant = sweep.get('variant') or ','.join(
-        f'{k}={v}' for k, v in sweep.items()
-        if k not in ('data.category', 'variant', 'seed') and not k.startswith('loss.') and
-        not config_lib.is_eval_setting(k)) or 'default'
+        f'{k}={v}' for k, v in sweep.items() if k not in ('data.category', 'variant', 'seed')
+        and not k.startswith('loss.') and not config_lib.is_eval_setting(k)) or 'default'
     record = dict(dataset=data.get('name', '?'),
                   seed=config.get('seed', 0),
                   category=str(data.get('category', results.get('collection', '?'))),
@@ -196,7 +195,8 @@ def tables(records: list[dict]) -> str:
 
 def write_csv(records: list[dict], path: pathlib.Path) -> None:
   keys = sorted({k for r in records for k in r},
-                key=lambda k: (k not in ('dataset', 'category', 'method', 'preset', 'variant', 'seed'), k))
+                key=lambda k: (k not in
+                               ('dataset', 'category', 'method', 'preset', 'variant', 'seed'), k))
   with path.open('w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=keys)
     writer.writeheader()

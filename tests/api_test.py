@@ -13,9 +13,10 @@ from PIL import Image
 import asic_jax
 from asic_jax import api, restore
 from asic_jax import flows as flows_lib
+from asic_jax.correspondences import extract
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
-from asic_jax.evaluation import transfer
+from asic_jax.evaluation import protocol, transfer
 from asic_jax.jobs import map as map_job
 from conftest import ROOT, run_cli
 
@@ -23,6 +24,33 @@ from conftest import ROOT, run_cli
 @pytest.fixture(scope='module')
 def run(tiny_run):
   return asic_jax.load(tiny_run)
+
+
+def test_refine_transfer_is_eval_s_refine(run, tiny_run, tmp_path):
+  """`transfer(method='refine')` is `mode=eval`'s refine: the same descriptors (the backbone's,
+  here the bundled VGG-16, read through the extraction cache), prior and temperature, and it
+  moves points away from the canonical transfer."""
+  config, collection, state, step = restore.restore_run(None, tiny_run)
+  config.features.backbone, config.features.cache_dir = 'vgg16', str(tmp_path)
+  refined = api.Alignment(config, collection, state, step, run._flows)
+  pairs = collection.eval_pairs
+  fn = protocol.flow_transfer(run._flows,
+                              collection.masks,
+                              8,
+                              method='refine',
+                              descriptors=extract.match_descriptors(collection, config),
+                              refine_sigma=protocol.refine_sigma_px(config, collection.size),
+                              refine_temperature=config.eval.refine_temperature)
+  expected = fn(pairs.src[:6], pairs.trg[:6], pairs.src_points[:6])
+  for e in range(6):
+    got = refined.transfer(pairs.src_points[e],
+                           int(pairs.src[e]),
+                           int(pairs.trg[e]),
+                           method='refine')
+    np.testing.assert_allclose(got, expected[e], atol=1e-4)
+  nearest = np.stack(
+      [run.transfer(pairs.src_points[e], int(pairs.src[e]), int(pairs.trg[e])) for e in range(6)])
+  assert np.abs(nearest - expected).max() > 0.1
 
 
 def test_transfer_is_exactly_eval_transfer(run, tiny_run):
@@ -58,8 +86,7 @@ def test_points_and_maps_are_in_the_original_photos_frame(run):
   assert coords.shape == (26, 40, 2) and mask.shape == (26, 40)
   s_coords, _ = run.canonical(0)
   at = frame.points(np.asarray([[0.0, 0.0]]))[0]  # the photo's corner, inside the square
-  np.testing.assert_allclose(coords[0, 0], s_coords[int(round(at[1])), int(round(at[0]))],
-                             atol=0.1)
+  np.testing.assert_allclose(coords[0, 0], s_coords[int(round(at[1])), int(round(at[0]))], atol=0.1)
   with pytest.raises(api.PointOutside, match=r'point 0 \[10.0, 30.0\] is outside image'):
     view.transfer([[10.0, 30.0]], 0, 1)  # below the photo, inside its padded square
   assert view.photo(0).shape == (26, 40, 3) and view.colour_map(1).shape == (26, 40, 3)
@@ -116,7 +143,8 @@ def test_bad_references_are_clear_exceptions(run, tmp_path):
     run.transfer([[1, 1]], 'zebra', 0)
   with pytest.raises(KeyError):  # a lookup error, as a dict's
     run.canonical(6)
-  with pytest.raises(api.PointOutside, match=r"point 1 \[40.0, 2.0\] is outside image "
+  with pytest.raises(api.PointOutside,
+                     match=r"point 1 \[40.0, 2.0\] is outside image "
                      r"'synthetic_000' \(32 x 32 px\)"):
     run.transfer([[1, 1], [40, 2]], 0, 1)
   with pytest.raises(UserError, match=r'must be \[K, 2\]'):
@@ -147,9 +175,9 @@ def test_mode_map_writes_maps_points_and_edits(tiny_run, tmp_path):
   sticker[..., 0] = sticker[..., 3] = 255
   Image.fromarray(sticker, 'RGBA').save(tmp_path / 'sticker.png')
   result = run_cli('--config=configs/tiny.py', f'--workdir={workdir}', '--config.mode=map',
-                f'--config.map.path={photos}',
-                f'--config.map.keypoints=synthetic_002:{tmp_path / "points.json"}',
-                f'--config.edit.image={tmp_path / "sticker.png"}')
+                   f'--config.map.path={photos}',
+                   f'--config.map.keypoints=synthetic_002:{tmp_path / "points.json"}',
+                   f'--config.edit.image={tmp_path / "sticker.png"}')
   assert result.returncode == 0, result.stderr[-3000:]
   out = workdir / 'map' / 'new'
   saved = json.loads((out / 'points.json').read_text())
@@ -196,11 +224,11 @@ def test_the_readme_example_runs_as_written(tiny_run, tmp_path):
   assert 10 <= len([line for line in code.splitlines() if line.strip()]) <= 14
   photos = tmp_path / 'photos'
   photos.mkdir()
-  Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 40, 3), np.uint8)).save(
-      photos / 'new_photo.jpg')
-  code = code.replace("'runs/tiny'", repr(str(tiny_run))).replace("'photos/new_photo.jpg'",
-                                                                   repr(str(photos /
-                                                                            'new_photo.jpg')))
+  Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 40, 3),
+                                                    np.uint8)).save(photos / 'new_photo.jpg')
+  code = code.replace("'runs/tiny'",
+                      repr(str(tiny_run))).replace("'photos/new_photo.jpg'",
+                                                   repr(str(photos / 'new_photo.jpg')))
   code = code.replace("'tiny.npz'", repr(str(tmp_path / 'tiny.npz')))
   namespace = {}
   exec(compile(code, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used

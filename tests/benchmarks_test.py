@@ -1,7 +1,11 @@
 """The benchmark scripts stay runnable: each benchmark at a tiny shape, its records checked."""
 
 from asic_jax.models import dino
-from benchmarks import common, evaluation, extraction, train_step
+import os
+import subprocess
+import sys
+
+from benchmarks import common, evaluation, extraction, profile_step, run_all, train_step
 
 
 def test_train_step_benchmark_at_the_tiny_shape():
@@ -19,6 +23,36 @@ def test_named_shapes_change_one_thing():
   many = train_step.shape_config('images=300', 'float32')
   assert many.data.synthetic.num_images == 300 and many.pairs.max_per_image == 10
   assert released.pairs.max_per_image == 0
+  cpu = train_step.shape_config('cpu', 'float32')
+  assert (cpu.data.img_size, cpu.train.batch_size, cpu.loss.recon_size) == (128, 8, 32)
+  assert cpu.model.channel_multiplier == 0.25 and cpu.data.synthetic.matches_per_pair == 300
+
+
+def test_profile_attributes_the_step_to_its_parts(capsys):
+  profile_step.main(['--shape=tiny', '--steps=1', '--top=3'])
+  out = capsys.readouterr().out
+  for part in ('U-Net forward', 'U-Net backward', 'perceptual forward'):
+    assert f'| {part} |' in out
+  assert profile_step.part('jit(step)/transpose(jvp(Asic))/align/up1/conv') == 'U-Net backward'
+
+
+def test_released_step_driver_refuses_a_missing_checkout(tmp_path):
+  """The released-code driver (its own virtualenv) says in one line what it needs."""
+  env = dict(os.environ, ASIC_RELEASED_CODE=str(tmp_path / 'nowhere'))
+  done = subprocess.run([sys.executable, '-m', 'benchmarks.released_step', '--shapes=cpu'],
+                        cwd=common.ROOT, env=env, capture_output=True, text=True, check=False)
+  assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+  assert 'ASIC_RELEASED_CODE' in done.stderr
+
+
+def test_side_by_side_table_divides_ours_by_theirs():
+  ours = dict(records=[dict(shape='cpu', ms_per_step=500.0)])
+  theirs = dict(machine=dict(kornia='0.9.0'),
+                records=[dict(shape='cpu', batch=8, img=128, recon=32, widths='16..256',
+                              ms_per_step=625.0, implementation='released (PyTorch x)',
+                              threads=2)])
+  lines = run_all._side_by_side(dict(train_step=ours, released_step=theirs))
+  assert '| cpu | 8 | 128 | 32 | 16..256 | 500 | 625 | 0.80 |' in lines
 
 
 def test_extraction_benchmark_pads_the_last_batch(tiny_vit):

@@ -371,3 +371,19 @@ def test_shard_map_over_two_devices_equals_single_device(name, term, args):
                     out_specs=P()))
   batch_split = jax.device_put(args, jax.sharding.NamedSharding(mesh, P('data')))
   np.testing.assert_allclose(sharded(*batch_split), term(*args), rtol=2e-6, atol=1e-7)
+
+
+def test_parts_on_all_background_maps_is_idle_in_paper_form_and_active_in_released_form():
+  """Without a foreground (`features.masks='none'`) every pixel is background. Eq. 5 sums over
+  foreground parts only: the paper form is 0 with no gradient. The released form, as the
+  released code's `index_add_` over every label, pulls all pixels (mask 1) toward their mean:
+  its value is the mean |c - mean c| and its gradient is not 0."""
+  flow = jax.random.uniform(jax.random.key(0), (2, 4, 4, 2), minval=-1, maxval=1)
+  parts = jnp.full((2, 4, 4), 3, jnp.int32)  # num_parts = 3: label 3 is background
+  masks = jnp.ones((2, 4, 4))
+  loss = lambda f, form: losses.parts_loss(f, parts, masks, weight=1.0, num_parts=3, form=form)
+  assert float(loss(flow, 'paper')) == 0.0
+  assert float(jnp.abs(jax.grad(loss)(flow, 'paper')).max()) == 0.0
+  expected = np.mean(np.abs(np.asarray(flow) - np.asarray(flow).reshape(-1, 2).mean(0)))
+  np.testing.assert_allclose(float(loss(flow, 'released')), expected, rtol=1e-6)
+  assert float(jnp.abs(jax.grad(loss)(flow, 'released')).max()) > 0

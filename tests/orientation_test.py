@@ -68,12 +68,11 @@ def duck(data_dir):
 
 
 def _decide(config, collection, planted):
-  images = np.where(planted[:, None, None, None], collection.images[:, :, ::-1],
-                    collection.images)
+  images = np.where(planted[:, None, None, None], collection.images[:, :, ::-1], collection.images)
   found = extract.extract_descriptors(images, config)
   mirrored = extract.mirrored_descriptors(images, config)
-  areas = np.where(planted[:, None, None], collection.photo_areas()[:, :, ::-1],
-                   collection.photo_areas())
+  areas = np.where(planted[:, None, None],
+                   collection.photo_areas()[:, :, ::-1], collection.photo_areas())
   fg = extract.patch_foreground(areas, found.centers) >= 0.5
   pairs = pairs_lib.all_pairs(len(images))
   return orientation.decide(found.match, mirrored.match, fg, pairs, min_t=3.0), found, mirrored, fg

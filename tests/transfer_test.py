@@ -78,8 +78,8 @@ def test_pairs_and_k_cycle_pck_equal_the_released_pipeline_in_corrected_order():
   pred = fn(pairs[:, 0], pairs[:, 1], kps[pairs[:, 0]])
   np.testing.assert_array_equal(pred, ref['pairs_pred'])
   np.testing.assert_allclose(metrics.pck(pred, kps[pairs[:,
-                                                          1]], vis[pairs[:, 0]] & vis[pairs[:, 1]],
-                                          ref['thresholds'][pairs[:, 1]]),
+                                                         1]], vis[pairs[:, 0]] & vis[pairs[:, 1]],
+                                         ref['thresholds'][pairs[:, 1]]),
                              ref['pck_pairs'],
                              rtol=1e-6)
 
@@ -91,7 +91,7 @@ def test_pairs_and_k_cycle_pck_equal_the_released_pipeline_in_corrected_order():
   # The released pairing (thresholds tuple-major, rows chain-step major) gives its value,
   # not ours: the test would catch thresholds paired with the wrong rows.
   released = metrics.pck(hops.reshape(-1, 8, 2), ref['cycle_gt'], ref['cycle_vis'],
-                          ref['cycle_thresholds_as_evaluate'])
+                         ref['cycle_thresholds_as_evaluate'])
   np.testing.assert_allclose(released, ref['pck_cycle'], rtol=1e-6)
   assert np.abs(released - ours).max() > 0.02
 
@@ -149,8 +149,9 @@ def test_soft_transfer_is_a_window_soft_argmax():
   mask = jnp.ones((5, 5)).at[2, 3].set(0.0)  # pixel (3, 2): x = 3, y = 2
   w_masked = np.where((xs == 3) & (ys == 2), 0.0, w)
   expected = [np.sum(w_masked * xs) / w_masked.sum(), np.sum(w_masked * ys) / w_masked.sum()]
-  np.testing.assert_allclose(
-      transfer.soft_pixels(flow, mask, query, window=1, temperature=t)[0], expected, atol=1e-5)
+  np.testing.assert_allclose(transfer.soft_pixels(flow, mask, query, window=1, temperature=t)[0],
+                             expected,
+                             atol=1e-5)
   # 'nearest' through `transfer` is the paper's integer pixel; 'soft' its refinement.
   src = sampling.identity_grid(5, 5)
   point = jnp.asarray([[2.2, 2.0]])
@@ -163,13 +164,14 @@ def _unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def test_refine_takes_the_best_cell_within_its_window():
+def test_refine_weighs_descriptor_similarity_by_the_canonical_prior():
   centers = np.asarray([[0.0, 0.0], [4.0, 0.0], [8.0, 0.0], [20.0, 0.0]], np.float32)
   target = _unit(np.asarray([[1, 0, 0], [0.8, 0.6, 0], [0, 1, 0], [0, 0.9, 0.1]], np.float32))
   source = _unit(np.asarray([[0, 1, 0], [0, 1, 0], [1, 0, 0]], np.float32))
   coarse = np.asarray([[5.0, 0.0], [30.0, 0.0], [7.0, 1.0]], np.float32)
   hard = np.asarray(
-      transfer.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.0))
+      transfer.refine_pixels(coarse, source, target, centers, None, sigma=4 / 3, temperature=0.0))
+  # Hard (temperature 0), within 3 sigma = 4 px.
   # Point 0: cells 4 and 8 are within 4 px of x = 5; cell 8 is the most similar (cell 20
   # would be as good but is out of the window). Point 1: no cell within 4 px of x = 30: it
   # stays. Point 2: cells 4 and 8; the first is more similar.
@@ -177,12 +179,20 @@ def test_refine_takes_the_best_cell_within_its_window():
   allowed = np.asarray([True, True, False, True])
   np.testing.assert_array_equal(
       np.asarray(
-          transfer.refine_pixels(coarse, source, target, centers, allowed, window=4.0,
+          transfer.refine_pixels(coarse,
+                                 source,
+                                 target,
+                                 centers,
+                                 allowed,
+                                 sigma=4 / 3,
                                  temperature=0.0))[0], [4, 0])
+  # Soft: cells within 3 sigma = 4 px, weighted by exp(cos / T - d^2 / (2 sigma^2)).
   soft = np.asarray(
-      transfer.refine_pixels(coarse, source, target, centers, None, window=4.0, temperature=0.5))
+      transfer.refine_pixels(coarse, source, target, centers, None, sigma=4 / 3, temperature=0.5))
   sims = source[0] @ target[1:3].T
-  weights = np.exp(sims / 0.5) / np.exp(sims / 0.5).sum()
+  d2 = np.sum((centers[1:3] - coarse[0])**2, -1)
+  logits = sims / 0.5 - d2 / (2 * (4 / 3)**2)
+  weights = np.exp(logits) / np.exp(logits).sum()
   np.testing.assert_allclose(soft[0], weights @ centers[1:3], rtol=1e-5)
 
 
@@ -198,7 +208,7 @@ def test_descriptors_at_reads_the_grid_bilinearly():
 
 def test_refine_with_exact_descriptors_corrects_a_coarse_transfer():
   """Descriptors that name each cell: a transfer through a shifted canonical map lands one
-  pixel off; refined within 2 px, it lands on the source point's own cell."""
+  pixel off; refined within 2 px (3 sigma), it lands on the source point's own cell."""
   size = 16
   flow = np.asarray(sampling.identity_grid(size, size))
   shifted = np.asarray(sampling.identity_grid(size, size)) + np.asarray([2.0 / (size - 1), 0.0])
@@ -208,7 +218,7 @@ def test_refine_with_exact_descriptors_corrects_a_coarse_transfer():
   points = np.asarray([[3.0, 4.0], [10.0, 12.0]], np.float32)
   coarse = np.asarray(transfer.transfer(flow, shifted, None, points))
   np.testing.assert_array_equal(coarse, points - [1, 0])
-  found = transfer.Descriptors(grid, grid, centers, 2.0, 0.0)
-  refined = np.asarray(transfer.transfer(flow, shifted, None, points, method='refine',
-                                         descriptors=found))
+  found = transfer.Descriptors(grid, grid, centers, 2 / 3, 0.0)
+  refined = np.asarray(
+      transfer.transfer(flow, shifted, None, points, method='refine', descriptors=found))
   np.testing.assert_array_equal(refined, points)

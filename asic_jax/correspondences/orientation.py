@@ -213,9 +213,9 @@ def decide_new(new: np.ndarray,
   flipped = np.zeros(len(unit), bool)
   for i in range(len(unit)):
     gains = signs * np.asarray([
-        float(jnp.mean(_best_match_means(unit_m[i], fg[i], ref[j], ref_fg[j])) -
-              jnp.mean(_best_match_means(unit[i], fg[i], ref[j], ref_fg[j])))
-        for j in range(len(ref))
+        float(
+            jnp.mean(_best_match_means(unit_m[i], fg[i], ref[j], ref_fg[j])) -
+            jnp.mean(_best_match_means(unit[i], fg[i], ref[j], ref_fg[j]))) for j in range(len(ref))
     ])
     spread = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
     flipped[i] = gains.mean() > 0 and gains.mean() / max(spread, 1e-12) >= min_t

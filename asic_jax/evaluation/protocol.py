@@ -114,10 +114,10 @@ def flow_transfer(flows: jax.Array,
                   window: int | None = None,
                   temperature: float | None = None,
                   descriptors: tuple[np.ndarray, np.ndarray] | None = None,
-                  refine_window: float = 0.0,
+                  refine_sigma: float = 1.0,
                   refine_temperature: float = 0.0) -> metrics.TransferFn:
   """ASIC's transfer through the canonical space (`transfer.transfer`), as a `TransferFn`;
-  'refine' reads `descriptors` (`extract.match_descriptors`: grids, centres), its window in
+  'refine' reads `descriptors` (`extract.match_descriptors`: grids, centres), its sigma in
   pixels."""
   masks = None if masks is None else jnp.asarray(masks)
   grids = centers = None
@@ -140,7 +140,7 @@ def flow_transfer(flows: jax.Array,
                                     temperature=temperature,
                                     grids=grids,
                                     centers=centers,
-                                    refine_window=float(refine_window),
+                                    refine_sigma=float(refine_sigma),
                                     refine_temperature=float(refine_temperature)))
 
   return fn
@@ -161,13 +161,13 @@ def config_transfer(config: ml_collections.ConfigDict, flows: jax.Array, collect
                        window=int(e.soft_window),
                        temperature=float(e.soft_temperature),
                        descriptors=descriptors,
-                       refine_window=refine_window_px(config, collection.size),
+                       refine_sigma=refine_sigma_px(config, collection.size),
                        refine_temperature=float(e.refine_temperature))
 
 
-def refine_window_px(config: ml_collections.ConfigDict, size: int) -> float:
-  """`eval.refine_window` (a fraction of the image side S) in pixels of the S frame."""
-  return float(config.eval.refine_window) * size
+def refine_sigma_px(config: ml_collections.ConfigDict, size: int) -> float:
+  """`eval.refine_sigma` (a fraction of the image side S) in pixels of the S frame."""
+  return float(config.eval.refine_sigma) * size
 
 
 def markdown(results: dict, method: str) -> str:
@@ -231,10 +231,12 @@ def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, wo
     transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '
                 f'{config.eval.soft_temperature} px^2) around {NEAREST}')
   elif config.eval.transfer == 'refine':
-    how = (f'the soft-argmax (temperature {config.eval.refine_temperature})'
-           if config.eval.refine_temperature > 0 else 'the argmax')
-    transfer = (f'{NEAREST}, refined to {how} of the backbone descriptors\' cosine similarity '
-                f'to the source point\'s within {config.eval.refine_window} S of it')
+    e = config.eval
+    transfer = (f'{NEAREST}, refined by the backbone descriptors\' cosine similarity to the '
+                f'source point\'s: softmax(cos / {e.refine_temperature} - d^2 / (2 sigma^2)), '
+                f'sigma = {e.refine_sigma} S, over cells within 3 sigma' if e.refine_temperature > 0
+                else f'{NEAREST}, moved to the cell within {3 * e.refine_sigma} S whose backbone '
+                'descriptor is most like the source point\'s')
   results = score(collection, config_transfer(config, flows, collection, collection.masks), config,
                   transfer)
   results.update(method='asic',

@@ -4,8 +4,8 @@ A source point p is carried to the canonical point c = flow_src(p) (bilinear, bo
 padding); its prediction in the target is the target pixel whose canonical coordinate is
 nearest to c, among pixels with target mask >= 0.1 (a hard argmin; the first pixel in
 row-major order wins a tie). Points are (x, y) pixels of the S frame, corner-aligned (DESIGN
-§8.2). `soft` refines the argmin to a window soft-argmax, `refine` moves it to the most similar
-backbone cell nearby. Scores of a transfer: `asic_jax.evaluation.metrics`.
+§8.2). `soft` refines the argmin to a window soft-argmax, `refine` moves it toward the
+backbone cells most like the source point's, under a Gaussian prior around it. Scores of a transfer: `asic_jax.evaluation.metrics`.
 """
 
 import functools
@@ -83,31 +83,36 @@ def soft_pixels(flow: jax.Array, mask: jax.Array | None, canonical: jax.Array, *
 
 
 def refine_pixels(coarse: jax.Array, source: jax.Array, target: jax.Array, centers: jax.Array,
-                  allowed: jax.Array | None, *, window: float, temperature: float) -> jax.Array:
-  """Coarse-to-fine transfer: ASIC's answer `coarse [K, 2]` (pixels) moved to the target cell,
-  within `window` pixels of it (Chebyshev), whose backbone descriptor best matches the source
-  point's, `[K, 2]` float32 pixels.
+                  allowed: jax.Array | None, *, sigma: float, temperature: float) -> jax.Array:
+  """Coarse-to-fine transfer: ASIC's answer `coarse [K, 2]` (pixels) moved toward the target
+  cells whose backbone descriptors match the source point's, `[K, 2]` float32 pixels.
+
+  The cells within 3 sigma (Chebyshev) of `coarse` are weighted by softmax(cos / temperature
+  - d^2 / (2 sigma^2)), cos the cosine similarity of a cell's descriptor to the source point's
+  and d its distance from `coarse`: the canonical transfer is a Gaussian prior (sigma pixels)
+  and the descriptors the likelihood; the answer is the weighted mean of the cells' centres.
+  `temperature` 0 takes the most similar cell within 3 sigma instead (no prior).
 
   Args:
     coarse: `[K, 2]` the canonical transfer's pixels in the target.
     source: `[K, C]` unit descriptors of the source points.
     target: `[T, C]` unit descriptors of the target's cells, centred at `centers [T, 2]`.
     allowed: `[T]` bool, the cells a prediction may land on (the target's mask), or None.
-    window: the search radius in pixels; a point with no allowed cell within it keeps
-      `coarse`.
-    temperature: 0 takes the most similar cell's centre (hard argmax); > 0 the mean of the
-      cells' centres weighted by softmax(cosine similarity / temperature).
+    sigma: the prior's width in pixels (> 0); a point with no allowed cell within 3 sigma
+      keeps `coarse`.
+    temperature: of the cosine similarities (see above).
   """
-  near = jnp.max(jnp.abs(centers[None] - coarse[:, None]), axis=-1) <= window  # [K, T]
+  offsets = centers[None] - coarse[:, None]  # [K, T, 2]
+  near = jnp.max(jnp.abs(offsets), axis=-1) <= 3 * sigma
   if allowed is not None:
     near = near & allowed[None]
   similarity = jnp.matmul(source, target.T, precision=jax.lax.Precision.HIGHEST)
-  similarity = jnp.where(near, similarity, -jnp.inf)
   if temperature > 0:
-    weights = jax.nn.softmax(similarity / temperature, axis=1)
+    logits = similarity / temperature - jnp.sum(jnp.square(offsets), -1) / (2 * sigma**2)
+    weights = jax.nn.softmax(jnp.where(near, logits, -jnp.inf), axis=1)
     moved = jnp.nan_to_num(weights) @ centers
   else:
-    moved = centers[jnp.argmax(similarity, axis=1)]
+    moved = centers[jnp.argmax(jnp.where(near, similarity, -jnp.inf), axis=1)]
   return jnp.where(jnp.any(near, axis=1, keepdims=True), moved, coarse.astype(jnp.float32))
 
 
@@ -132,12 +137,12 @@ TRANSFERS = ('nearest', 'soft', 'refine')
 class Descriptors(NamedTuple):
   """What `transfer(method='refine')` reads: unit descriptor grids `[h, w, C]` of the source
   and target (oriented as the run was: `extract.oriented_descriptors`), cell centres
-  `[h, w, 2]` (pixels of the S frame), the search window (px) and temperature
+  `[h, w, 2]` (pixels of the S frame), the prior's sigma (px) and the temperature
   (`refine_pixels`)."""
   source: jax.Array
   target: jax.Array
   centers: jax.Array
-  window: float
+  sigma: float
   temperature: float
 
 
@@ -177,12 +182,12 @@ def transfer(src_flow: jax.Array,
                        d.target.reshape(centers.shape[0], -1),
                        centers,
                        allowed,
-                       window=d.window,
+                       sigma=d.sigma,
                        temperature=d.temperature)
 
 
 @functools.partial(jax.jit,
-                   static_argnames=('chunk', 'method', 'window', 'temperature', 'refine_window',
+                   static_argnames=('chunk', 'method', 'window', 'temperature', 'refine_sigma',
                                     'refine_temperature'))
 def transfer_pairs(flows: jax.Array,
                    masks: jax.Array | None,
@@ -196,7 +201,7 @@ def transfer_pairs(flows: jax.Array,
                    temperature: float | None = None,
                    grids: jax.Array | None = None,
                    centers: jax.Array | None = None,
-                   refine_window: float = 0.0,
+                   refine_sigma: float = 1.0,
                    refine_temperature: float = 0.0) -> jax.Array:
   """`transfer` for E pairs: flows `[N, H, W, 2]`, masks `[N, H, W]` or None, src/trg `[E]`,
   points `[E, K, 2]` -> `[E, K, 2]`; for 'refine', the descriptor `grids [N, h, w, C]` (unit)
@@ -206,7 +211,7 @@ def transfer_pairs(flows: jax.Array,
     s, t, p = args
     found = None
     if method == 'refine':
-      found = Descriptors(grids[s], grids[t], centers, refine_window, refine_temperature)
+      found = Descriptors(grids[s], grids[t], centers, refine_sigma, refine_temperature)
     return transfer(flows[s],
                     flows[t],
                     None if masks is None else masks[t],
