@@ -306,8 +306,8 @@ class Alignment:
     if path.is_dir():
       raise UserError(f'export: {path} is a folder; give a file path ({path / "alignment.npz"}, '
                       'say)')
-    from asic_jax import files  # pylint: disable=import-outside-toplevel
-    files.write_atomic(path, lambda f: np.savez(f, **self.exported()))
+    from asic_jax import safe_io  # pylint: disable=import-outside-toplevel
+    safe_io.write_atomic(path, lambda f: np.savez(f, **self.exported()))
     return path
 
   # -- photos outside the collection --------------------------------------------------------

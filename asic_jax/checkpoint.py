@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from asic_jax import files, saved_config
+from asic_jax import safe_io, saved_config
 
 log = logging.getLogger(__name__)
 ASIDE = 'checkpoints_unreadable'
@@ -120,13 +120,13 @@ class Checkpointer:
     try:
       yield
     except Exception as error:  # pylint: disable=broad-except  # Orbax wraps the OSError
-      if not files.is_disk_full(error):
+      if not safe_io.is_disk_full(error):
         raise
       self._failed = True
       _join_background_writes()  # the save's other writes may still be running
       for unfinished in self.directory.glob(f'{self._saving}.orbax-checkpoint-tmp*'):
         shutil.rmtree(unfinished, ignore_errors=True)
-      raise files.disk_full(self.directory / str(self._saving), self.size_of_latest()) from None
+      raise safe_io.disk_full(self.directory / str(self._saving), self.size_of_latest()) from None
 
   def size_of_latest(self) -> int | None:
     """Bytes of the newest complete checkpoint (about what the next one needs), or None. Read
@@ -195,8 +195,8 @@ class Checkpointer:
       self._manager.close()
       shutil.move(str(self.directory / str(step)), str(aside))
       self._open()
-      log.warning('Checkpoint %d does not read (%s); moved to %s, using the one before', step,
-                  why, aside)
+      log.warning('Checkpoint %d does not read (%s); moved to %s, using the one before', step, why,
+                  aside)
     return None
 
   def restore_or_init(self, abstract_state: Any, init: Callable[[], Any]) -> tuple[Any, int | None]:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image, ImageDraw
 
-from asic_jax import files
+from asic_jax import safe_io
 
 # Keypoint and part colours (matplotlib's tab20, cycled).
 PALETTE = np.round(np.asarray(matplotlib.colormaps['tab20'].colors) * 255).astype(np.uint8)
@@ -209,4 +209,4 @@ def loss_plot(records: Sequence[dict]) -> np.ndarray | None:
 def write_png(path: pathlib.Path, image: np.ndarray) -> None:
   """`image` (`[H, W, 3|4]` uint8) as an optimised PNG, written atomically."""
   picture = Image.fromarray(np.asarray(image, np.uint8))
-  files.write_atomic(path, lambda f: picture.save(f, format='PNG', optimize=True))
+  safe_io.write_atomic(path, lambda f: picture.save(f, format='PNG', optimize=True))

@@ -42,7 +42,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from asic_jax import api, drawing, files
+from asic_jax import api, drawing, safe_io
 from asic_jax.evaluation import transfer
 
 _SCRIPT = pathlib.Path(__file__).with_name('explore.js')
@@ -180,10 +180,10 @@ def render(data: dict, *, back: str | None = None) -> str:
           f'<header><h1>{title}</h1><p class="help">{link}Click a point on any photo: its '
           f'transfer appears on every other photo (the same transfer as <code>mode=eval</code> '
           f'and <code>asic_jax.load(...).transfer</code>, step {data["step"]}). Hover to see the '
-          f'canonical point. Clicks near a ground-truth keypoint take the keypoint.'
-          + (' This run refines its transfers with the backbone\'s descriptors '
-             "(<code>eval.transfer='refine'</code>); the page shows the canonical transfer "
-             'they start from (<code>method=\'nearest\'</code>).' if data.get('refined') else '') +
+          f'canonical point. Clicks near a ground-truth keypoint take the keypoint.' +
+          (' This run refines its transfers with the backbone\'s descriptors '
+           "(<code>eval.transfer='refine'</code>); the page shows the canonical transfer "
+           'they start from (<code>method=\'nearest\'</code>).' if data.get('refined') else '') +
           '</p>'
           f'{_CONTROLS}</header>\n<div id="photos"></div>\n'
           f'<script type="application/json" id="explorer-data">{payload}</script>\n'
@@ -198,7 +198,7 @@ def write_explorer(alignment,
   """Writes the explorer of `alignment` to `path` (atomically); `back`: a relative link to the
   run's report; other arguments as `page_data`."""
   path = pathlib.Path(path)
-  files.write_text_atomic(path, render(page_data(alignment, **kwargs), back=back))
+  safe_io.write_text_atomic(path, render(page_data(alignment, **kwargs), back=back))
   return path
 
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import drawing, edits, files
+from asic_jax import drawing, edits, safe_io
 from asic_jax import flows as flows_lib
 from asic_jax import train_state
 from asic_jax.data import collection as collection_lib
@@ -259,9 +259,9 @@ def _parts_figure(collection, view, shown) -> tuple[np.ndarray, str] | None:
 
 
 def draw(config: ml_collections.ConfigDict,
-            state: train_state.TrainState,
-            collection: collection_lib.Collection,
-            flows: jax.Array | None = None) -> Figures:
+         state: train_state.TrainState,
+         collection: collection_lib.Collection,
+         flows: jax.Array | None = None) -> Figures:
   """Every figure of the current alignment, as `{name: (uint8 [H, W, 3], caption)}`.
 
   Args:
@@ -276,8 +276,7 @@ def draw(config: ml_collections.ConfigDict,
     'pseudo_matches' and 'parts_and_masks'.
   """
   if flows is None:
-    flows = flows_lib.collection_flows(config, state, collection.images,
-                                         flipped=collection.flipped)
+    flows = flows_lib.collection_flows(config, state, collection.images, flipped=collection.flipped)
   flows = jnp.asarray(flows)
   size, n = config.vis.size, len(collection)
   view = _resized(jnp.asarray(collection.images), flows, jnp.asarray(collection.masks_or_ones()),
@@ -344,11 +343,11 @@ def save(figures: Figures, folder: str | pathlib.Path) -> None:
   folder = pathlib.Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / 'captions.json'
-  captions = files.read_json(path, 'rebuilt from the figures written now') or {}
+  captions = safe_io.read_json(path, 'rebuilt from the figures written now') or {}
   for name, (image, caption) in figures.items():
     drawing.write_png(folder / f'{name}.png', image)
     captions[name] = caption
-  files.write_text_atomic(path, json.dumps(captions, indent=2, ensure_ascii=False))
+  safe_io.write_text_atomic(path, json.dumps(captions, indent=2, ensure_ascii=False))
 
 
 def check_settings(config: ml_collections.ConfigDict,

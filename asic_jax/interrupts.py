@@ -92,8 +92,8 @@ def exit_at_once(line: str, status: int) -> None:
   """Removes temporary files of writes in progress, releases the workdir lock, prints `line`
   on stderr and ends the process with `status`, skipping the interpreter's teardown."""
   # pylint: disable=import-outside-toplevel
-  from asic_jax import files, lock
-  files.remove_pending()
+  from asic_jax import lock, safe_io
+  safe_io.remove_pending()
   lock.release_all()
   for stream in (sys.stdout, sys.stderr):
     try:

@@ -25,7 +25,7 @@ import socket
 import sys
 from typing import Iterator
 
-from asic_jax import files
+from asic_jax import safe_io
 from asic_jax.errors import WorkdirLocked
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def _running_here(holder: dict) -> bool:
   """Whether the lock file's holder is a process running on this host now."""
   if holder.get('host') != socket.gethostname() or not isinstance(holder.get('pid'), int):
     return False
-  if not files.process_alive(holder['pid']):
+  if not safe_io.process_alive(holder['pid']):
     return False
   start = _process_start(holder['pid'])
   return start is None or holder.get('process_start') in (None, start)
@@ -106,7 +106,7 @@ def acquire(workdir: str | os.PathLike) -> Lock:
   """
   path = pathlib.Path(workdir) / NAME
   while True:
-    with files.writing(path):
+    with safe_io.writing(path):
       fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -144,7 +144,7 @@ def _write(fd: int, path: pathlib.Path) -> None:
                 process_start=_process_start(os.getpid()),
                 started=datetime.datetime.now().isoformat(sep=' ', timespec='seconds'),
                 command=[os.path.basename(sys.executable)] + sys.argv)
-  with files.writing(path):
+  with safe_io.writing(path):
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, (json.dumps(record) + '\n').encode())
@@ -168,7 +168,7 @@ def hold(workdir: str | os.PathLike) -> Iterator[Lock]:
   while not folder.exists():
     made.append(folder)
     folder = folder.parent
-  with files.writing(workdir):
+  with safe_io.writing(workdir):
     workdir.mkdir(parents=True, exist_ok=True)
   try:
     lock = acquire(workdir)

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import tensorboardX
 
-from asic_jax import files
+from asic_jax import safe_io
 
 
 class MetricsWriter:
@@ -26,7 +26,7 @@ class MetricsWriter:
       # purge_step: TensorBoard hides events after `start` left by an interrupted run. The
       # queue is unbounded: tensorboardX writes from a thread, which a failed write (a full
       # device) ends, and a bounded queue would then block the run's next log forever.
-      with files.writing(workdir / 'tensorboard'):
+      with safe_io.writing(workdir / 'tensorboard'):
         self._writer = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'),
                                                   purge_step=start + 1,
                                                   max_queue=1 << 30)
@@ -38,7 +38,7 @@ class MetricsWriter:
       return
     self._check_tensorboard()
     line = (json.dumps(record) + '\n').encode()
-    with files.writing(self.path):
+    with safe_io.writing(self.path):
       fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
       end = os.fstat(fd).st_size
       try:
@@ -72,8 +72,8 @@ class MetricsWriter:
     if worker is None or worker.is_alive():
       return
     folder = self.path.parent / 'tensorboard'
-    if (files.free_space(folder) or 0) < 1 << 20:
-      raise files.disk_full(folder)
+    if (safe_io.free_space(folder) or 0) < 1 << 20:
+      raise safe_io.disk_full(folder)
     raise RuntimeError(f'the TensorBoard writer of {folder} stopped (its error is above)')
 
   def truncate(self, step: int) -> None:
@@ -88,18 +88,18 @@ class MetricsWriter:
     steps = [_step_of(line) for line in lines]
     damaged = sum(s is None for s in steps)
     if damaged:
-      files.set_aside(self.path,
-                      f'{damaged} of its {len(lines)} lines are not metrics records',
-                      hint='the records that read are kept',
-                      keep=True)
+      safe_io.set_aside(self.path,
+                        f'{damaged} of its {len(lines)} lines are not metrics records',
+                        hint='the records that read are kept',
+                        keep=True)
     kept = [line + b'\n' for line, s in zip(lines, steps) if s is not None and s <= step]
-    files.write_atomic(self.path, lambda f: f.write(b''.join(kept)))
+    safe_io.write_atomic(self.path, lambda f: f.write(b''.join(kept)))
 
   def close(self) -> None:
     """Flushes and closes the TensorBoard writer (a second call does nothing)."""
     if self._writer is not None:
       writer, self._writer = self._writer, None
-      with files.writing(self.path.parent / 'tensorboard'):
+      with safe_io.writing(self.path.parent / 'tensorboard'):
         writer.close()
 
 

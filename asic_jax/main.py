@@ -26,7 +26,7 @@ from absl import app, flags
 import ml_collections
 from ml_collections import config_flags
 
-from asic_jax import files, interrupts
+from asic_jax import interrupts, safe_io
 from asic_jax.errors import DiskFull, Interrupted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config',
@@ -68,7 +68,7 @@ def _quiet_background_failures() -> None:
   thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
 
   def on_thread(args):
-    if not files.is_disk_full(args.exc_value):
+    if not safe_io.is_disk_full(args.exc_value):
       thread_hook(args)
 
   def on_unraisable(unraisable):
@@ -220,12 +220,12 @@ def main(argv):
   except KeyboardInterrupt:  # a library's own SIGINT handler let one through
     interrupts.exit_at_once(f'interrupted (Ctrl-C): {stopped}', 130)
   except Exception as e:  # pylint: disable=broad-except
-    if not files.is_disk_full(e):
+    if not safe_io.is_disk_full(e):
       raise
     # A write the job does not name itself (a library's): the workdir and the first line.
     first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     interrupts.exit_at_once(
-        f'error: {files.disk_full(workdir)} ({first}); free some space and rerun the same '
+        f'error: {safe_io.disk_full(workdir)} ({first}); free some space and rerun the same '
         'command', 2)
 
 

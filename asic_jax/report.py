@@ -4,7 +4,7 @@ Built from what the workdir holds, whatever produced it: `config.json`, `metrics
 `eval/results.json` and `eval/baseline.json`, the figures in `figures/` (with their
 `captions.json`), the edits in `edits/` and the explorers (`report/explore.html`,
 `map/<folder>/explore.html`: `asic_jax.explore`), which it links. Any of them may be missing; the
-page says so. A JSON file that does not read is set aside (`files.read_json`, with a warning
+page says so. A JSON file that does not read is set aside (`safe_io.read_json`, with a warning
 saying what rebuilds it) and left out like a missing one; so are lines of `metrics.jsonl` that
 do not. The page itself has no script, no external style sheet or font and only relative
 links, so it opens from disk and survives moving the workdir. Its own plots (the PCK and loss
@@ -18,7 +18,7 @@ import logging
 import pathlib
 import urllib.parse
 
-from asic_jax import drawing, files
+from asic_jax import drawing, safe_io
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ pre { background: #f6f6f6; padding: 1em; font-size: 0.8em; overflow-x: auto; }
 
 
 def _read_json(path: pathlib.Path, hint: str) -> dict | None:
-  found = files.read_json(path, hint)
+  found = safe_io.read_json(path, hint)
   return found if isinstance(found, dict) else None
 
 
@@ -224,4 +224,4 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
   page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
           f'<title>ASIC run {html.escape(workdir.absolute().name)}</title>'
           f'<style>{_STYLE}</style></head><body>\n' + '\n'.join(parts) + '\n</body></html>\n')
-  return files.write_text_atomic(folder / 'index.html', page)
+  return safe_io.write_text_atomic(folder / 'index.html', page)

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import optax
 
-from asic_jax import checkpoint, config_lib, files, optim, parallel, prepare, saved_config
+from asic_jax import checkpoint, config_lib, optim, parallel, safe_io, saved_config, training_collection
 from asic_jax import train_state
 from asic_jax.errors import UserError
 
@@ -79,7 +79,7 @@ def restore_run(config: ml_collections.ConfigDict | None,
       trained = saved_config.overlay(config, checkpointer.restore_config(wanted))
     except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
       raise unreadable(e) from None
-    collection = prepare.load(trained)
+    collection = training_collection.load(trained)
     try:
       _, state = checkpointer.restore(abstract_state(trained), wanted)
     except Exception as e:  # pylint: disable=broad-except
@@ -93,7 +93,7 @@ def restore_run(config: ml_collections.ConfigDict | None,
                     'see the warnings above')
   step, trained, state = found
   trained = saved_config.overlay(config, trained)
-  return trained, prepare.load(trained), state, step
+  return trained, training_collection.load(trained), state, step
 
 
 def check_init_from(config: ml_collections.ConfigDict) -> None:
@@ -202,6 +202,6 @@ def repair_config_json(workdir: str | pathlib.Path, step: int) -> None:
   """`WORKDIR/config.json` (what the report shows) rebuilt from the config saved with the
   checkpoint at `step` when it is missing or does not read (set aside first, warned)."""
   path = pathlib.Path(workdir) / 'config.json'
-  if files.read_json(path, f'rebuilt from checkpoint {step}') is None:
+  if safe_io.read_json(path, f'rebuilt from checkpoint {step}') is None:
     config = checkpoint.Checkpointer(workdir, read_only=True).restore_config(step)
-    files.write_text_atomic(path, config.to_json(indent=2))
+    safe_io.write_text_atomic(path, config.to_json(indent=2))

@@ -25,8 +25,8 @@ import optax
 from tqdm import tqdm
 from tqdm.contrib import logging as tqdm_logging
 
-from asic_jax import (checkpoint, files, interrupts, lock, objective, optim, parallel, prepare,
-                      restore)
+from asic_jax import (checkpoint, interrupts, lock, objective, optim, parallel, restore, safe_io,
+                      training_collection)
 from asic_jax import train_state
 from asic_jax.errors import DiskFull, Interrupted, NonFiniteError, UserError, WorkdirLocked
 from asic_jax.logs import MetricsWriter
@@ -138,8 +138,7 @@ class Hooks:
   finish: Callable[..., dict] = _nothing
 
 
-def train(config: ml_collections.ConfigDict,
-          workdir: str | pathlib.Path,
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           hooks: Hooks = Hooks()) -> dict:
   """Trains on the collection `config.data` names; returns the final metrics and what
   `hooks.finish` returns.
@@ -181,7 +180,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, hooks: Hook
                          remedy=f'Give another --workdir (with --config.train.init_from={workdir} '
                          'to start from its weights)')
   restore.check_init_from(config)
-  collection = prepare.load(config)
+  collection = training_collection.load(config)
   hooks.check(config, collection)
   dp = parallel.DataParallel(config.parallel)
   dp.check_divisible(config.train.batch_size // 2)
@@ -305,16 +304,16 @@ def _record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, sta
   config.json keeps the run's own settings (rebuilt from the checkpoint when it does not
   read)."""
   if start <= config.train.num_steps:
-    files.write_text_atomic(workdir / 'config.json', config.to_json(indent=2))
+    safe_io.write_text_atomic(workdir / 'config.json', config.to_json(indent=2))
     return
   log.warning(
       '%s is already at step %d, past train.num_steps=%d: nothing to train; the evaluation, '
       'figures and report are of step %d and config.json keeps the run\'s own settings (an '
       'earlier checkpoint: --config.mode=eval --config.eval.step=N)', workdir, start,
       config.train.num_steps, start)
-  if files.read_json(workdir / 'config.json', 'rebuilt from the checkpoint') is None:
-    files.write_text_atomic(workdir / 'config.json',
-                            checkpointer.restore_config(start).to_json(indent=2))
+  if safe_io.read_json(workdir / 'config.json', 'rebuilt from the checkpoint') is None:
+    safe_io.write_text_atomic(workdir / 'config.json',
+                              checkpointer.restore_config(start).to_json(indent=2))
 
 
 def _stop_signal(logged: bool) -> int | None:

@@ -30,7 +30,7 @@ import sys
 
 import ml_collections
 
-from asic_jax import config_lib, files
+from asic_jax import config_lib, safe_io
 from asic_jax.errors import UserError
 
 # Keys of `add(...)` that are not config fields.
@@ -224,9 +224,9 @@ def _run_all(plan: list[dict], root: pathlib.Path) -> None:
       main.run(copy.deepcopy(config), workdir)
       continue
     workdir.mkdir(parents=True, exist_ok=True)
-    files.write_text_atomic(marker, json.dumps(record, indent=2))
+    safe_io.write_text_atomic(marker, json.dumps(record, indent=2))
     main.run(copy.deepcopy(config), workdir)
-    files.write_text_atomic(marker, json.dumps(dict(record, finished=True), indent=2))
+    safe_io.write_text_atomic(marker, json.dumps(dict(record, finished=True), indent=2))
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from asic_jax import checkpoint, files, train
+from asic_jax import checkpoint, safe_io, train
 from asic_jax.errors import DiskFull, UserError
 from asic_jax.jobs import eval as eval_job
 from conftest import load_config
@@ -30,8 +30,9 @@ def test_a_damaged_latest_checkpoint_falls_back_with_a_warning(tiny_run, tmp_pat
   # Evaluation reads the newest that reads, and leaves the workdir's checkpoints as they are.
   results = eval_job.run(load_config('tiny', mode='eval'), workdir)
   assert results['checkpoint_step'] == 10
-  assert any('Checkpoint' in r.message and '/20 does not read' in r.message and 'skipped' in
-             r.message for r in caplog.records), caplog.text
+  assert any(
+      'Checkpoint' in r.message and '/20 does not read' in r.message and 'skipped' in r.message
+      for r in caplog.records), caplog.text
   assert (workdir / 'checkpoints' / '20').is_dir()
   # Training resumes from step 10, moving 20 aside (kept), and saves a fresh 20.
   caplog.clear()
@@ -88,7 +89,7 @@ def test_a_save_that_finds_the_device_full_names_it_and_keeps_the_last_one(tmp_p
     ckpt.save(4, {k: v + 1 for k, v in state.items()}, config)
     ckpt.wait()
   ckpt.close()
-  needed = files.human_size(sum(len(b) for b in before.values()))
+  needed = safe_io.human_size(sum(len(b) for b in before.values()))
   assert str(caught.value).startswith(f'no space left on device writing {tmp_path}/checkpoints/4 (')
   assert str(caught.value).endswith(f' free there, about {needed} needed)')
   assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == ['2']

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asic_jax import checkpoint, prepare, train
+from asic_jax import checkpoint, train, training_collection
 from asic_jax.correspondences import cache as cache_lib
 from asic_jax.correspondences import extract
 from asic_jax.data import folder, images, synthetic
@@ -93,17 +93,18 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
   monkeypatch.setattr(extract, 'extract_descriptors',
                       lambda *a, **k: calls.append(1) or real(*a, **k))
   config = _config(tiny_vit, photo_folder, tmp_path / 'cache')
-  first = prepare.load(config)
+  first = training_collection.load(config)
   assert len(calls) == 1
   assert first.pairs.shape[1] == 2 and first.matches.shape[2] == 5
   assert first.masks.shape == first.parts.shape == (8, SIZE, SIZE)
-  again = prepare.load(config)
+  again = training_collection.load(config)
   assert len(calls) == 1  # a second run recomputes nothing
   for field in ('pairs', 'matches', 'masks', 'parts'):
     np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
 
   # A changed setting recomputes.
-  prepare.load(_config(tiny_vit, photo_folder, tmp_path / 'cache', **{'features.max_matches': 3}))
+  training_collection.load(
+      _config(tiny_vit, photo_folder, tmp_path / 'cache', **{'features.max_matches': 3}))
   assert len(calls) == 2
   # A truncated entry is rebuilt (with a warning), to the same result.
   entries = sorted((tmp_path / 'cache' / 'correspondences').glob('*.npz'))
@@ -113,7 +114,7 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
       cache_lib.make_key(extract.extraction_settings(config), cache_lib.digest_arrays(first.images),
                          'none'))
   target.write_bytes(target.read_bytes()[:200])
-  rebuilt = prepare.load(config)
+  rebuilt = training_collection.load(config)
   assert len(calls) == 3
   np.testing.assert_array_equal(rebuilt.matches, first.matches)
   # A changed image recomputes.
@@ -124,7 +125,7 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
   pixels = np.asarray(Image.open(changed / 'img3.png')).copy()
   pixels[:8] = 255 - pixels[:8]
   Image.fromarray(pixels).save(changed / 'img3.png')
-  prepare.load(_config(tiny_vit, changed, tmp_path / 'cache'))
+  training_collection.load(_config(tiny_vit, changed, tmp_path / 'cache'))
   assert len(calls) == 4
 
 
@@ -223,7 +224,7 @@ def test_folder_extracts_trains_and_checkpoints(tiny_vit, photo_folder, tmp_path
 
 def test_knn_pair_graph_through_extraction(tiny_vit, photo_folder, tmp_path):
   config = _config(tiny_vit, photo_folder, tmp_path / 'cache', **{'pairs.max_per_image': 2})
-  collection = prepare.load(config)
+  collection = training_collection.load(config)
   assert len(collection.pairs) <= 8 * 2  # N k, not N (N - 1) / 2 = 28
   # Pairs without matches are dropped, so degrees can fall below k only for those.
   assert np.bincount(collection.pairs.ravel(), minlength=8).max() >= 2
@@ -242,7 +243,7 @@ def test_dinov2_backbone_extracts_through_the_hub_loading_path(tiny_vit, tiny_di
       'features.batch_size': 8  # one batch, as below (a near-flat saliency's min-max shows it)
   }
   config = _config(tiny_vit, photo_folder, tmp_path / 'cache', **dinov2_settings)
-  collection = prepare.load(config)
+  collection = training_collection.load(config)
   assert collection.masks_from == 'coseg' and collection.parts.max() <= 4
   found = extract.extract_descriptors(collection.images, config)
   arch, params = dinov2.load_dinov2(str(tiny_dinov2))

@@ -15,14 +15,14 @@ from conftest import ROOT
 _SCRIPT = '''
 import pathlib, sys, time
 sys.path.insert(0, {root!r})
-from asic_jax import files, interrupts, lock
+from asic_jax import interrupts, lock, safe_io
 interrupts.install('eval stopped before it finished')
 workdir = pathlib.Path({workdir!r})
 lock.acquire(workdir)
 def write(f):
   f.write(b'half')
   {body}
-files.write_atomic(workdir / 'results.json', write)
+safe_io.write_atomic(workdir / 'results.json', write)
 '''
 _WAIT = 'print("ready", flush=True); time.sleep(60)'
 _LOOP = '''interrupts.defer('stopped at once by a second signal')

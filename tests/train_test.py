@@ -15,7 +15,7 @@ import pytest
 
 from asic_jax import checkpoint, objective, optim, parallel, train
 from asic_jax import train_state
-from asic_jax import prepare
+from asic_jax import training_collection
 from asic_jax.data import synthetic
 from asic_jax.errors import NonFiniteError, UserError
 from asic_jax.evaluation import protocol
@@ -119,9 +119,9 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatc
   train.train(config, tmp_path)
   # Resume on images that are all NaN: step 3's losses are non-finite (KP, the
   # first term, names it). Same shapes, so the same compiled step.
-  real_load = prepare.load
+  real_load = training_collection.load
   monkeypatch.setattr(
-      prepare, 'load',
+      training_collection, 'load',
       lambda cfg: real_load(cfg).replace(images=np.full_like(real_load(cfg).images, np.nan)))
   config = _tiny(**{'train.num_steps': 6, 'checkpoint.every': 2, 'train.log_every': 3})
   with pytest.raises(NonFiniteError,
@@ -151,12 +151,13 @@ def test_fewer_steps_than_trained_says_so_and_keeps_config_json_true(tmp_path, c
 def learned(tmp_path_factory):
   """300 steps of configs/tiny.py as users run it (every loss on, the bundled LPIPS), shared
   by the learning, held-out and warm-start tests."""
-  config = load_config('tiny', **{
-      'train.num_steps': 300,
-      'train.log_every': 100,
-      'checkpoint.every': 300,
-      'vis.enabled': False
-  })
+  config = load_config(
+      'tiny', **{
+          'train.num_steps': 300,
+          'train.log_every': 100,
+          'checkpoint.every': 300,
+          'vis.enabled': False
+      })
   workdir = tmp_path_factory.mktemp('learned')
   return config, workdir, train_job.run(config, workdir)
 
@@ -165,8 +166,8 @@ def _identity_score(config, collection):
   size = config.data.img_size
   flows = np.broadcast_to(
       sampling.identity_grid(size, size)[None], (len(collection), size, size, 2))
-  return protocol.score(collection,
-                        protocol.flow_transfer(jnp.asarray(flows), collection.masks, 8), config)
+  return protocol.score(collection, protocol.flow_transfer(jnp.asarray(flows), collection.masks, 8),
+                        config)
 
 
 def test_training_beats_the_identity_map_on_synthetic_data(learned):
@@ -238,13 +239,14 @@ def test_a_warm_start_keeps_the_cold_runs_pck(learned, tmp_path):
   is at 0.73 after 30 steps. We ask for the cold run's, less 0.05.
   """
   config, workdir, result = learned
-  warm_config = load_config('tiny', **{
-      'train.num_steps': 30,
-      'train.log_every': 10,
-      'checkpoint.every': 30,
-      'vis.enabled': False,
-      'train.init_from': str(workdir)
-  })
+  warm_config = load_config(
+      'tiny', **{
+          'train.num_steps': 30,
+          'train.log_every': 10,
+          'checkpoint.every': 30,
+          'vis.enabled': False,
+          'train.init_from': str(workdir)
+      })
   warm = train_job.run(warm_config, tmp_path / 'warm')
   cold = result['eval']['pck']['0.10']
   print(f'cold {cold:.3f} warm {warm["eval"]["pck"]["0.10"]:.3f}')
@@ -253,7 +255,8 @@ def test_a_warm_start_keeps_the_cold_runs_pck(learned, tmp_path):
   assert ckpt.all_steps() == [30]  # its own run: steps counted from 0
   # A model of another shape is refused before anything is written.
   other = load_config('tiny', **{'model.channel_multiplier': 0.25, 'train.init_from': str(workdir)})
-  with pytest.raises(UserError, match=r'train.init_from=.*its model differs from this run.s '
+  with pytest.raises(UserError,
+                     match=r'train.init_from=.*its model differs from this run.s '
                      r'\(model.channel_multiplier 0.125 there, 0.25 here\)'):
     train.train(other, tmp_path / 'other')
   assert not (tmp_path / 'other').exists()
@@ -287,7 +290,7 @@ def test_a_short_real_photo_run_beats_the_identity_map(data_dir, tmp_path):
   # Without a foreground (masks none) there are no part maps: the Parts term is idle, by
   # design, and every other term works.
   assert result['parts'] == 0.0 and all(result[t] > 0 for t in objective.TERMS if t != 'parts')
-  identity = _identity_score(config, prepare.load(config))
+  identity = _identity_score(config, training_collection.load(config))
   assert identity['num_pairs'] == result['eval']['num_pairs'] == 90
-  assert result['eval']['pck']['0.10'] > identity['pck']['0.10'] + 0.04, (
-      result['eval']['pck'], identity['pck'])
+  assert result['eval']['pck']['0.10'] > identity['pck']['0.10'] + 0.04, (result['eval']['pck'],
+                                                                          identity['pck'])

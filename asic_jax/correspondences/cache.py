@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from asic_jax import files
+from asic_jax import safe_io
 
 log = logging.getLogger(__name__)
 
@@ -96,5 +96,5 @@ class Cache:
 
   def save(self, kind: str, key: str, arrays: dict[str, np.ndarray]) -> pathlib.Path:
     """Writes the entry atomically (temporary file, then rename); returns its path."""
-    return files.write_atomic(self.path(kind, key),
-                              lambda f: np.savez(f, **arrays, **{_KEY_FIELD: np.asarray(key)}))
+    return safe_io.write_atomic(self.path(kind, key),
+                                lambda f: np.savez(f, **arrays, **{_KEY_FIELD: np.asarray(key)}))

@@ -1,7 +1,7 @@
 """`load_collection(config)`: the collection `config.data.name` names: images and ground truth.
 
-Pseudo-matches, masks and parts are added by `asic_jax.prepare.load` (data never imports
-the correspondence extraction: the flow is one-way, data -> correspondences -> prepare).
+Pseudo-matches, masks and parts are added by `asic_jax.training_collection.load` (data never imports
+the correspondence extraction: the flow is one-way, data -> correspondences -> training_collection).
 """
 
 import dataclasses

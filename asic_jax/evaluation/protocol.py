@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import config_lib, files, parallel
+from asic_jax import config_lib, parallel, safe_io
 from asic_jax.correspondences import extract, matching
 from asic_jax.data import collection as collection_lib
 from asic_jax.data import thresholds as thresholds_lib
@@ -203,8 +203,8 @@ def write(workdir: str | pathlib.Path, name: str, results: dict, method: str) ->
   folder = pathlib.Path(workdir) / 'eval'
   if not parallel.is_primary():
     return folder / f'{name}.json'
-  files.write_text_atomic(folder / f'{name}.json', json.dumps(results, indent=2))
-  files.write_text_atomic(folder / f'{name}.md', markdown(results, method))
+  safe_io.write_text_atomic(folder / f'{name}.json', json.dumps(results, indent=2))
+  safe_io.write_text_atomic(folder / f'{name}.md', markdown(results, method))
   return folder / f'{name}.json'
 
 

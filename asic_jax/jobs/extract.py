@@ -7,13 +7,13 @@ import pathlib
 import jax
 import ml_collections
 
-from asic_jax import files, prepare
+from asic_jax import safe_io, training_collection
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Extracts (or reads from the cache) the collection's correspondences; returns the summary
   written to `WORKDIR/extraction.json`."""
-  collection = prepare.load(config)
+  collection = training_collection.load(config)
   counts = (collection.matches[..., 4] > 0).sum(1)
   summary = dict(
       collection=collection.name,
@@ -26,6 +26,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
       foreground_fraction=float(collection.masks.mean()) if collection.masks is not None else 1.0,
       num_parts=collection.num_parts)
   if jax.process_index() == 0:  # across hosts only process 0 writes files
-    files.write_text_atomic(
+    safe_io.write_text_atomic(
         pathlib.Path(workdir) / 'extraction.json', json.dumps(summary, indent=2))
   return summary

@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 
-from asic_jax import api, drawing, edits, explore, files, parallel, report
+from asic_jax import api, drawing, edits, explore, parallel, report, safe_io
 from asic_jax.data import images as images_lib
 from asic_jax.errors import UserError
 
@@ -25,7 +25,7 @@ def run(config, workdir: str | os.PathLike) -> dict:
   SRC's pixels, or else the collection's first annotated image's own) `points.json` and
   `points/<name>.png` (them transferred onto every new photo); with `edit.image`,
   `edits/<name>.png`. Inputs are all read before anything is written; the folder is written
-  beside its place and replaces the last run's whole (`files.staged_folder`), so it never
+  beside its place and replaces the last run's whole (`safe_io.staged_folder`), so it never
   mixes two runs' photos.
   """
   if not config.map.path:
@@ -43,17 +43,17 @@ def run(config, workdir: str | os.PathLike) -> dict:
   summary = dict(images=[mapped.names[i] for i in new], folder=str(out), step=trained.step)
   if not parallel.is_primary():
     return summary
-  with files.staged_folder(out) as stage:
+  with safe_io.staged_folder(out) as stage:
     canonical = {mapped.names[i]: mapped.canonical(i) for i in new}
     arrays = {f'canonical_{name}': c for name, (c, _) in canonical.items()}
     arrays.update({f'mask_{name}': m for name, (_, m) in canonical.items()})
-    files.write_atomic(stage / 'canonical.npz',
-                       lambda f: np.savez(f, names=np.asarray(list(canonical)), **arrays))
+    safe_io.write_atomic(stage / 'canonical.npz',
+                         lambda f: np.savez(f, names=np.asarray(list(canonical)), **arrays))
     for i in new:
       drawing.write_png(stage / 'colour_maps' / f'{mapped.names[i]}.png', mapped.colour_map(i))
     if points is not None:
       moved = {mapped.names[i]: mapped.transfer(points, source, i).tolist() for i in new}
-      files.write_text_atomic(
+      safe_io.write_text_atomic(
           stage / 'points.json',
           json.dumps(dict(source=trained.names[source], points=points.tolist(), transferred=moved),
                      indent=2))
@@ -77,8 +77,7 @@ def run(config, workdir: str | os.PathLike) -> dict:
                            title=f'ASIC run {pathlib.Path(workdir).absolute().name}: '
                            f'{folder.name} mapped')
   report.write_report(workdir)  # which links the new explorer
-  log.info('%d photos of %s mapped by step %d: %s', len(new), folder,
-                                   trained.step, out)
+  log.info('%d photos of %s mapped by step %d: %s', len(new), folder, trained.step, out)
   return summary
 
 
