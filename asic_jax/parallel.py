@@ -39,7 +39,13 @@ class DataParallel:
       raise UserError("config.parallel='pmap' runs on one host; across hosts use 'shard_map'")
     self.mesh = jax.make_mesh((len(self.devices),), (AXIS,), devices=self.devices)
     self._replicated = NamedSharding(self.mesh, P())
-    self._stacked = NamedSharding(self.mesh, P(AXIS))
+    # pmap's inputs, stacked as its outputs are: over a mesh of Auto axes, so that `x[0]`
+    # (`local`, `unreplicate`) reads a fresh state as it reads a trained one (over the default
+    # Explicit axes that indexing is refused).
+    auto = jax.make_mesh((len(self.devices),), (AXIS,),
+                         devices=self.devices,
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    self._stacked = NamedSharding(auto, P(AXIS))
 
   @property
   def num_devices(self) -> int:
