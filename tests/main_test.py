@@ -214,49 +214,6 @@ def test_every_mode_is_dispatched():
     main.run(config, '/tmp/unused')
 
 
-@pytest.mark.parametrize('field,value,message', [
-    ('preset', 'released', 'config.preset must be set through the config arg'),
-    ('preset', 'fancy', r"config.preset must be one of \('paper', 'released'\)"),
-    ('optim.lr', float('nan'), 'config.optim.lr must be a finite number > 0, got nan'),
-    ('optim.b2', 1.0, r'config.optim.b2 must be in \[0, 1\)'),
-    ('features.elbow_keep', 'first', r"config.features.elbow_keep must be one of \('last', 'previous'\)"),
-    ('parallel', 'vmap', r"config.parallel must be one of \('shard_map', 'pmap'\)"),
-    ('features.masks', 'grabcut', r"config.features.masks must be one of \('coseg', 'none'\)"),
-    ('features.backbone', 'dinov3',
-     r"config.features.backbone must be one of \('dino', 'dinov2', 'vgg16'\)"),
-    ('baseline.preset', 'dino', r"config.baseline.preset must be one of \('dvd', 'asic'\)"),
-])
-def test_bad_values_are_named_before_anything_runs(field, value, message):
-  from asic_jax import validate  # pylint: disable=import-outside-toplevel
-  validate.check(load_config('tiny'))
-  with pytest.raises(UserError, match=message):
-    validate.check(load_config('tiny', **{field: value}))
-
-
-@pytest.mark.parametrize('name', ['base', 'folder', 'tiny'])
-def test_a_word_the_config_would_ignore_is_an_error(name):
-  assert load_config(name, 'released').preset == 'released'
-  with pytest.raises(UserError, match=f"configs/{name}.py takes only .* got \\['relesed'\\]"):
-    load_config(name, 'relesed')
-
-
-def test_the_cpu_shape_is_refused_by_the_tiny_config_whose_shapes_would_override_it():
-  assert load_config('folder', 'cpu').data.img_size == 128
-  with pytest.raises(UserError, match="tiny.py is already a CPU run.*'cpu' flag"):
-    load_config('tiny', 'cpu')
-
-
-def test_the_dinov2_word_picks_the_backbone_and_keeps_the_rest():
-  spair = load_config('spair', 'cat,dinov2')
-  assert (spair.data.category, spair.features.backbone, spair.features.dinov2.model,
-          spair.features.masks) == ('cat', 'dinov2', 'facebook/dinov2-small', 'coseg')
-  assert spair.features.model == load_config('spair', 'cat').features.model  # DINO's, unused
-  cpu = load_config('pfwillow', 'duck,cpu,dinov2')  # the cpu shape, DINOv2 instead of VGG-16
-  assert (cpu.data.img_size, cpu.features.backbone, cpu.features.masks) == (128, 'dinov2', 'coseg')
-  with pytest.raises(UserError, match=r"spair.py takes one category, got \['cat', 'dino2'\]"):
-    load_config('spair', 'cat,dino2')
-
-
 def test_bad_figure_pairs_stop_training_before_it_trains(tmp_path):
   from asic_jax import main  # pylint: disable=import-outside-toplevel
   config = load_config('tiny', **{'vis.pairs': 'nobody-nothing'})

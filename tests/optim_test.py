@@ -39,33 +39,6 @@ def test_one_adam_over_the_whole_tree_uses_the_schedule():
     np.testing.assert_allclose(updates['grid'], np.full((2, 2, 4), lr), rtol=1e-4)
 
 
-def test_config_arg_parsing():
-  assert config_lib.parse_arg('cat,released') == (['cat'], {'released'})
-  assert config_lib.parse_arg('') == ([], set())
-  released = config_lib.base_config('released')
-  assert (released.loss.kp, released.loss.tv, released.loss.mask) == (30.0, 15000.0, 0.1)
-  assert released.parts.num_parts == 4 and released.loss.perceptual == 'vgg_ssl'
-  paper = config_lib.base_config('')
-  assert (paper.loss.kp, paper.loss.tv, paper.loss.mask, paper.parts.num_parts) == (10.0, 9000.0,
-                                                                                    1.0, 8)
-
-
-def test_config_validation_names_the_field():
-  from asic_jax.errors import UserError  # pylint: disable=import-outside-toplevel
-  import pytest  # pylint: disable=import-outside-toplevel
-  for field, value, message in (('train.log_every', 0, 'config.train.log_every must be >= 1'),
-                                ('loss.form', 'both', r"config.loss.form must be one of \('paper', 'released'\)"),
-                                ('data.img_size', 100, 'multiple of 16'), ('augment.tps_scale', 0.5,
-                                                                           r'in \[0, 0.5\)'),
-                                ('train.batch_size', 5, 'an even number')):
-    config = config_lib.base_config('')
-    section, key = field.split('.')
-    config[section][key] = value
-    with pytest.raises(UserError, match=message):
-      validate.check(config)
-  validate.check(config_lib.base_config('released'))
-
-
 def test_cosine_decays_from_the_peak_to_zero_over_the_run():
   config = load_config('tiny', **{'optim.schedule': 'cosine', 'optim.lr': 2e-3,
                                   'train.num_steps': 100})
