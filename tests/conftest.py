@@ -62,6 +62,27 @@ def load_config(name: str, arg: str = '', **overrides) -> ml_collections.ConfigD
   return config
 
 
+def two_image_collection(size: int = 16, kind: str = 'img', name: str = 'two', masks: bool = False):
+  """Two blank S x S images whose ground truth is known by hand: object boxes of max side 10
+  and 4, visible keypoints whose boxes have max sides 6 and 3, scored by PCK length `kind`
+  ('img': S; 'bbox': [10, 4]; 'kp_bbox': [6, 3])."""
+  from asic_jax.data import collection as collection_lib  # pylint: disable=import-outside-toplevel
+  keypoints = np.asarray([[[2.0, 3.0], [8.0, 5.0]], [[1.0, 1.0], [1.0, 4.0]]], np.float32)
+  visibility = np.ones((2, 2), bool)
+  lengths = np.asarray({'img': [size] * 2, 'bbox': [10, 4], 'kp_bbox': [6, 3]}[kind], np.float32)
+  return collection_lib.Collection(name=name,
+                                   images=np.zeros((2, size, size, 3), np.float32),
+                                   names=('a', 'b'),
+                                   keypoints=keypoints,
+                                   visibility=visibility,
+                                   thresholds=lengths,
+                                   eval_pairs=collection_lib.eval_pairs_from_keypoints(
+                                       keypoints, visibility, lengths),
+                                   threshold_kind=kind,
+                                   bboxes=np.asarray([[0, 0, 10, 5], [2, 2, 6, 5]], np.float32),
+                                   masks=np.ones((2, size, size), np.float32) if masks else None)
+
+
 def cli_env(**extra: str) -> dict[str, str]:
   """The environment of a command-line run from a test: offline, and sharing this session's
   compilation cache (a run whose step another run of the session compiled loads it)."""

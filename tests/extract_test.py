@@ -129,19 +129,6 @@ def test_cache_recomputes_only_what_changed(tiny_vit, photo_folder, tmp_path, mo
   assert len(calls) == 4
 
 
-def test_cache_entries_are_checked_and_written_atomically(tmp_path):
-  cache = cache_lib.Cache(tmp_path)
-  key = cache_lib.make_key({'a': 1}, 'digest')
-  assert cache.load('kind', key, ['x']) is None
-  cache.save('kind', key, {'x': np.arange(3)})
-  np.testing.assert_array_equal(cache.load('kind', key, ['x'])['x'], np.arange(3))
-  # A file under the right name with another key inside is stale: never trusted.
-  other = cache_lib.make_key({'a': 2}, 'digest')
-  cache.path('kind', other).write_bytes(cache.path('kind', key).read_bytes())
-  assert cache.load('kind', other, ['x']) is None and not cache.path('kind', other).exists()
-  assert cache.load('kind', key, ['x', 'y']) is None  # a missing field
-
-
 def test_corrupt_image_names_the_file(tmp_path):
   for i in range(2):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / f'ok{i}.png')

@@ -73,56 +73,6 @@ def test_bad_keypoint_json_is_a_clear_error(tmp_path, content, message):
     folder.load_folder(tmp_path, 32)
 
 
-def _folder_config(tmp_path, size=32):
-  from conftest import load_config  # pylint: disable=import-outside-toplevel
-  return load_config('folder', **{'data.path': str(tmp_path), 'data.img_size': size})
-
-
-def test_a_visible_nan_keypoint_is_an_error_naming_it(tmp_path):
-  from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
-  _photos(tmp_path)
-  (tmp_path / 'keypoints.json'
-  ).write_text('{"p0.png": [[10, 5, 1], [NaN, 3, 1]], "p1.png": [[1, 1, 1], [2, 2, 1]]}')
-  with pytest.raises(UserError, match=r'keypoint 1 of image p0 is \[nan, .*\] but marked visible'):
-    loaders.load_collection(_folder_config(tmp_path))
-
-
-def test_keypoints_outside_the_photo_are_warned_about_and_not_counted(tmp_path):
-  from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
-  _photos(tmp_path)  # p0 is 40 x 20: y = 25 is below it, though inside its padded square
-  (tmp_path / 'keypoints.json').write_text(
-      json.dumps({
-          'p0.png': [[10, 5, 1], [10, 25, 1]],
-          'p1.png': [[1, 1, 1], [2, 2, 1]],
-          'p2.png': [[3, 3, 1], [4, 4, 1]]
-      }))
-  with pytest.warns(UserWarning, match='lie outside their photo .*keypoint 1 of p0.*not counted'):
-    collection = loaders.load_collection(_folder_config(tmp_path))
-  np.testing.assert_array_equal(collection.visibility, [[1, 0], [1, 1], [1, 1]])
-  assert not collection.eval_pairs.visible[collection.eval_pairs.src == 0, 1].any()
-  assert collection.eval_pairs.visible.sum() == 6 * 2 - 4  # the pairs with p0 lose keypoint 1
-
-
-def test_tiny_and_elongated_photos_are_warned_about(tmp_path):
-  from asic_jax.data import loaders  # pylint: disable=import-outside-toplevel
-  _photos(tmp_path, sizes=((1, 1), (200, 20), (40, 40)))
-  with pytest.warns(UserWarning,
-                    match=r'2 image\(s\) smaller than 32 px or more than 4:1.*'
-                    r'p0 \(1 x 1\), p1 \(200 x 20\)'):
-    loaders.load_collection(_folder_config(tmp_path))
-
-
-def test_unsquare_gives_back_the_photo_at_its_size(tmp_path):
-  """A 48 x 40 photo squared to 32 px and back: its own size, its content (the padding cut)."""
-  rng = np.random.default_rng(0)
-  photo = np.kron(rng.integers(0, 255, (5, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-  square, frame = images.square(photo, 32)
-  back = frame.unsquare(square)
-  assert back.shape == photo.shape and (frame.width, frame.height) == (48, 40)
-  assert np.abs(back.astype(float) - photo).mean() < 12  # resampled twice, blocks of 8 px
-  np.testing.assert_allclose(frame.to_original(frame.points([[3.0, 7.0]])), [[3.0, 7.0]])
-
-
 def test_an_animated_gif_gives_its_first_frame_and_other_files_are_named(tmp_path):
   """Every image format PIL reads, GIFs included (an animation: its first frame, said so);
   a file the loader skips is named, not silently left out."""

@@ -4,9 +4,9 @@ kind once (`with_threshold`)."""
 import numpy as np
 import pytest
 
-from asic_jax.data import collection as collection_lib
 from asic_jax.data import thresholds
 from asic_jax.errors import UserError
+from conftest import two_image_collection
 
 
 def test_img_threshold_is_the_side():
@@ -51,26 +51,9 @@ def test_unknown_threshold_kind():
     thresholds.threshold_kind('box', 'img')
 
 
-def _collection():
-  """Two images: boxes of max side 10 and 4; keypoints whose visible box sides are 6 and 3."""
-  keypoints = np.asarray([[[2.0, 3.0], [8.0, 5.0]], [[1.0, 1.0], [1.0, 4.0]]], np.float32)
-  visibility = np.ones((2, 2), bool)
-  lengths = np.full(2, 16.0, np.float32)
-  return collection_lib.Collection(name='two',
-                                   images=np.zeros((2, 16, 16, 3), np.float32),
-                                   names=('a', 'b'),
-                                   keypoints=keypoints,
-                                   visibility=visibility,
-                                   thresholds=lengths,
-                                   eval_pairs=collection_lib.eval_pairs_from_keypoints(
-                                       keypoints, visibility, lengths),
-                                   threshold_kind='img',
-                                   bboxes=np.asarray([[0, 0, 10, 5], [2, 2, 6, 5]], np.float32))
-
-
 @pytest.mark.parametrize('kind, lengths', [('bbox', [10.0, 4.0]), ('kp_bbox', [6.0, 3.0])])
 def test_with_threshold_recomputes_images_and_pairs(kind, lengths):
-  switched = thresholds.with_threshold(_collection(), kind)
+  switched = thresholds.with_threshold(two_image_collection(), kind)
   assert switched.threshold_kind == kind
   np.testing.assert_allclose(switched.thresholds, lengths)
   # Pairs (0, 1) and (1, 0): each takes its target's length.
@@ -79,10 +62,10 @@ def test_with_threshold_recomputes_images_and_pairs(kind, lengths):
 
 @pytest.mark.parametrize('threshold', [None, '', 'img'])
 def test_with_threshold_keeps_the_collection_when_unchanged(threshold):
-  collection = _collection()
+  collection = two_image_collection()
   assert thresholds.with_threshold(collection, threshold) is collection
 
 
 def test_with_threshold_rejects_an_unknown_kind():
   with pytest.raises(UserError, match="got 'box'"):
-    thresholds.with_threshold(_collection(), 'box')
+    thresholds.with_threshold(two_image_collection(), 'box')
