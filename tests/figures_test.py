@@ -93,15 +93,6 @@ def test_pairs_by_name_or_index():
   assert all(a != b for a, b in pairs) and pairs == figures.choose_pairs(vis, names, seed=0)
 
 
-def test_tile_places_each_image_at_its_offset():
-  a = np.full((4, 3, 3), 10, np.uint8)
-  b = np.full((2, 5, 3), 20, np.uint8)
-  out = drawing.tile([[a, b], [b]])
-  assert out.shape == (4 + 2 + 2, 3 + 2 + 5, 3)
-  assert np.all(out[:4, :3] == 10) and np.all(out[:2, 5:10] == 20) and np.all(out[6:8, :5] == 20)
-  assert np.all(out[2:4, 5:] == 255) and np.all(out[4:6] == 255)
-
-
 def test_visualize_run_writes_every_figure_kind(tiny_run, tmp_path):
   """Also when the workdir's eval/results.json and figures/captions.json are garbage: set
   aside (kept), the captions rebuilt, the report written without the results."""
@@ -142,7 +133,6 @@ def test_visualize_run_writes_every_figure_kind(tiny_run, tmp_path):
   assert (workdir / 'report' / 'index.html').is_file()
   assert (workdir / 'eval' / 'results.json.unreadable').read_bytes() == b'\x89PNG\r\n not json'
   assert 'No metrics table' in (workdir / 'report' / 'index.html').read_text()
-
 
 
 def test_save_writes_pngs_and_merges_captions(tmp_path):
