@@ -428,10 +428,10 @@ def test_killed_and_terminated_runs_resume_to_the_uninterrupted_result(tmp_path)
   device, each at a seeded moment, each followed by the same command again: the last run ends
   with the uninterrupted run's checkpoint, metrics and evaluation, bit for bit, and nothing
   stray in the workdir. `ASIC_FAULT_SEED` picks other moments."""
-  from asic_jax import train  # pylint: disable=import-outside-toplevel
+  from asic_jax.jobs import train as train_job  # pylint: disable=import-outside-toplevel
   seed = int(os.environ.get('ASIC_FAULT_SEED', '18'))
   straight = tmp_path / 'straight'
-  train.train_and_evaluate(load_config('tiny', **FAULT_RUN), straight)
+  train_job.run(load_config('tiny', **FAULT_RUN), straight)
   workdir = tmp_path / 'run'
   killed = False
   for fault in _fault_moments(seed):
