@@ -1,5 +1,6 @@
 """Shared helpers of the benchmark scripts: timing, memory and the machine's description."""
 
+import datetime
 import json
 import os
 import pathlib
@@ -70,7 +71,9 @@ def median_ms(times: list[float]) -> float:
 def write_json(path: str | pathlib.Path, records: list[dict]) -> None:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(dict(machine=machine(), records=records), indent=2))
+  path.write_text(
+      json.dumps(dict(machine=machine(), date=datetime.date.today().isoformat(), records=records),
+                 indent=2))
 
 
 def report(records: Iterable[dict], columns: list[tuple[str, str]], out: str | None) -> list[dict]:

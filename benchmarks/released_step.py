@@ -46,6 +46,7 @@ matches per pair, grid 128, 4 parts, torch threads 2 unless --threads):
 """
 
 import argparse
+import datetime
 import json
 import os
 import pathlib
@@ -356,7 +357,11 @@ def main(argv=None) -> list[dict]:
   if args.out:
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(machine=machine(r, path, device), records=records), indent=2))
+    out.write_text(
+        json.dumps(dict(machine=machine(r, path, device),
+                        date=datetime.date.today().isoformat(),
+                        records=records),
+                   indent=2))
   return records
 
 

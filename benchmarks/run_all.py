@@ -141,7 +141,10 @@ def _side_by_side(records: dict[str, dict]) -> list[str]:
       f'own modules ({theirs["records"][0]["implementation"]}, kornia '
       f'{theirs["machine"].get("kornia", "?")}, {theirs["records"][0]["threads"]} threads) driven '
       'by `benchmarks/released_step.py` (median of 10 steps after 2 warm-ups); ours as in the '
-      'table above. Below 1, asic_jax is faster.', '',
+      'table above. Below 1, asic_jax is faster. Measured '
+      f'{theirs.get("date", "?")}; the machine\'s speed varies from day to day (on 2026-12-02, '
+      'in separate runs, the `cpu` shape took 715 ms ours and 638 ms released), so compare rows '
+      'measured together.', '',
       '| shape | batch | px | recon | U-Net widths | asic_jax ms/step | released ms/step | '
       'asic_jax ÷ released |', '|---|---|---|---|---|---|---|---|'
   ]
@@ -173,6 +176,11 @@ def _section(platform: str, records: dict[str, dict]) -> list[str]:
       continue
     title, columns, note = SECTIONS[name]
     lines += [f'## {title}', '', note, ''] if note else [f'## {title}', '']
+    lines += [
+        f'Measured {result["date"]}.' if 'date' in result else
+        'Measured on 2026-12-01, before the convolutions of `models/layers.py` (2026-12-02): '
+        f'`python -m benchmarks.run_all --only={name}` for current figures.', ''
+    ]
     lines += [common.markdown_table(result['records'], columns), '']
   return lines
 
