@@ -35,7 +35,7 @@ def main(argv=None):
     config, collection, state, _ = restore.restore_run(None, workdir)
     flows = flows_lib.collection_flows(config, state, collection.images, flipped=collection.flipped)
     descriptors = extract.match_descriptors(collection, config)
-    for method, window, temperature in settings:
+    for method, sigma, temperature in settings:
       fn = protocol.flow_transfer(flows,
                                   collection.masks,
                                   config.eval.chunk,
