@@ -82,9 +82,15 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     variant = sweep.get('variant') or ','.join(
         f'{k}={v}' for k, v in sweep.items() if k not in ('data.category', 'variant', 'seed')
         and not k.startswith('loss.') and not config_lib.is_eval_setting(k)) or 'default'
-    record = dict(dataset=data.get('name', '?'),
+    # A baseline's workdir holds only eval/: its category is in its name, its dataset in the
+    # collection's ('pfwillow_car' for car), so it shares a table with the training runs.
+    collection = results.get('collection', '?')
+    category = str(data.get('category') or sweep.get('data.category') or collection)
+    dataset = data.get('name') or (collection[:-len(category) -
+                                              1] if collection.endswith(f'_{category}') else '?')
+    record = dict(dataset=dataset,
                   seed=config.get('seed', 0),
-                  category=str(data.get('category', results.get('collection', '?'))),
+                  category=category,
                   method=results.get('method', path.stem),
                   preset=results.get('preset', ''),
                   variant=variant,

@@ -29,9 +29,10 @@ def test_dry_run_lists_distinct_runs(spec, count, tmp_path, capsys):
 
 
 def test_seeds_train_three_runs_and_the_baselines_once(tmp_path):
-  plan = sweep.main(
-      ['--config=configs/pfwillow.py:cpu,baselines,seeds,recommended', f'--root={tmp_path}',
-       '--dry_run'])
+  plan = sweep.main([
+      '--config=configs/pfwillow.py:cpu,baselines,seeds,recommended', f'--root={tmp_path}',
+      '--dry_run'
+  ])
   duck = [p for p in plan if p['config'].data.category == 'duck']
   trained = [p for p in duck if p['config'].mode == 'train']
   assert sorted(p['config'].seed for p in trained) == [0, 1, 2]
@@ -123,6 +124,32 @@ def test_aggregate_reads_scheduler_runs_by_their_workdir_names(tmp_path, capsys)
   mean = 100 * sum(v for w, v in scores.items() if 'no_kp' in w) / 4
   assert len(rows) == 2 and rows[0].endswith(f'| {mean:.1f} |')  # PCK@0.10 and @0.05 tables
   assert 'warning' not in capsys.readouterr().err
+
+
+def test_aggregate_puts_baselines_beside_the_runs_they_compare_with(tmp_path):
+  # A baseline's workdir (`mode=baseline` in the `baselines` sweep) holds only eval/: its
+  # category comes from its name, its dataset from the collection it scored.
+  plan = sweep.main(['--config=configs/pfwillow.py:baselines', f'--root={tmp_path}', '--dry_run'])
+  duck = [p for p in plan if p['overrides']['data.category'] == 'duck']
+  for p in duck:
+    workdir = pathlib.Path(p['workdir'])
+    if p['config'].mode == 'train':
+      _fake_run(workdir, 'pfwillow', 'duck', 0.6)
+      continue
+    method = f"vgg16_{p['config'].baseline.method}"
+    (workdir / 'eval').mkdir(parents=True)
+    (workdir / 'eval' / f'baseline_{method}.json').write_text(
+        json.dumps(dict(collection='pfwillow_duck', method=method, pck={
+            '0.10': 0.5,
+            '0.05': 0.2
+        })))
+  records = aggregate.main([f'--root={tmp_path}'])
+  assert sorted((r['dataset'], r['category'], r['method']) for r in records) == [
+      ('pfwillow', 'duck', 'asic'), ('pfwillow', 'duck', 'vgg16_mls'),
+      ('pfwillow', 'duck', 'vgg16_nn')
+  ]
+  table = (tmp_path / 'summary.md').read_text()
+  assert '?' not in table and '| vgg16_nn |  | default | 50.0 | 50.0 |' in table
 
 
 def test_sweeps_of_other_collections_or_overrides_get_other_workdirs(tmp_path):
