@@ -43,8 +43,12 @@ class _QuietOrbax(logging.Filter):
     message = record.getMessage()
     if 'read only' in message or 'read_only=True' in message:
       return False
-    return not ('orbax' in record.pathname
-                and any(text in message for text in _BACKGROUND_FAILURES))
+    if 'orbax' not in record.pathname:
+      return True
+    # A failed save's temporary folder, removed under a background thread that then looks for
+    # its metadata (seen once in CI on a full device): a follow-on of the failure already said.
+    return not (any(text in message for text in _BACKGROUND_FAILURES) or
+                ('does not exist' in message and '.orbax-checkpoint-tmp' in message))
 
 
 logging.getLogger('absl').addFilter(_QuietOrbax())

@@ -123,3 +123,18 @@ def test_newest_reads_config_and_state_and_sets_aside_only_what_it_restores(tmp_
   writer.close()
   assert sorted(p.name for p in (tmp_path / checkpoint.ASIDE).iterdir()) == ['2', '3']
   assert checkpoint.Checkpointer(tmp_path, read_only=True).all_steps() == [1]
+
+
+def test_orbax_follow_ons_of_a_failed_save_are_dropped_and_other_notices_kept():
+  # CI once saw Orbax look for the metadata of a failed save's temporary folder after it was
+  # removed: one more stderr line beside the disk-full error that must be the only one.
+  orbax_file = '/site-packages/orbax/checkpoint/_src/path/checkpoint.py'
+
+  def kept(pathname, message):
+    record = logging.LogRecord('absl', logging.WARNING, pathname, 202, message, None, None)
+    return checkpoint._QuietOrbax().filter(record)  # pylint: disable=protected-access
+
+  assert not kept(orbax_file, 'Metadata file does not exist: /w/checkpoints/4.orbax-checkpoint-tmp'
+                  '/_CHECKPOINT_METADATA')
+  assert kept(orbax_file, 'Metadata file does not exist: /w/checkpoints/4/_CHECKPOINT_METADATA')
+  assert kept('/work/asic_jax/train.py', 'does not exist: 4.orbax-checkpoint-tmp')
