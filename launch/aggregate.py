@@ -82,12 +82,14 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     variant = sweep.get('variant') or ','.join(
         f'{k}={v}' for k, v in sweep.items() if k not in ('data.category', 'variant', 'seed')
         and not k.startswith('loss.') and not config_lib.is_eval_setting(k)) or 'default'
-    # A baseline's workdir holds only eval/: its category is in its name, its dataset in the
-    # collection's ('pfwillow_car' for car), so it shares a table with the training runs.
+    # A baseline's workdir holds only eval/: its results file names its dataset and category.
+    # Files written before they did: the category from the sweep's name, the dataset from the
+    # collection's ('pfwillow_car' for car).
     collection = results.get('collection', '?')
-    category = str(data.get('category') or sweep.get('data.category') or collection)
-    dataset = data.get('name') or (collection[:-len(category) -
-                                              1] if collection.endswith(f'_{category}') else '?')
+    category = str(
+        data.get('category') or results.get('category') or sweep.get('data.category') or collection)
+    dataset = data.get('name') or results.get('dataset') or (
+        collection[:-len(category) - 1] if collection.endswith(f'_{category}') else '?')
     record = dict(dataset=dataset,
                   seed=config.get('seed', 0),
                   category=category,

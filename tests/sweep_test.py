@@ -8,7 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 
+from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
+from asic_jax.evaluation import protocol
 from launch import aggregate, sweep
 
 
@@ -150,6 +152,42 @@ def test_aggregate_puts_baselines_beside_the_runs_they_compare_with(tmp_path):
   ]
   table = (tmp_path / 'summary.md').read_text()
   assert '?' not in table and '| vgg16_nn |  | default | 50.0 | 50.0 |' in table
+
+
+def test_aggregate_files_a_cub_baseline_under_cub_by_what_its_results_say(tmp_path):
+  # CUB's collection for class 1 is 'cub_001': nothing in that name ends with '_1', so the
+  # dataset must come from the results file itself, as `protocol.score` writes it.
+  plan = sweep.main(['--config=configs/cub.py:baselines', f'--root={tmp_path}', '--dry_run'])
+  first = [p for p in plan if p['overrides']['data.category'] == 1]
+  n = 4
+  points = np.tile(np.asarray([[[20.0, 20.0], [40.0, 30.0]]], np.float32), (n, 1, 1))
+  visible, lengths = np.ones((n, 2), bool), np.full(n, 64.0, np.float32)
+  collection = collection_lib.Collection(name='cub_001',
+                                         images=np.zeros((n, 64, 64, 3), np.float32),
+                                         names=tuple('abcd'),
+                                         keypoints=points,
+                                         visibility=visible,
+                                         thresholds=lengths,
+                                         eval_pairs=collection_lib.eval_pairs_from_keypoints(
+                                             points, visible, lengths))
+  for p in first:
+    workdir = pathlib.Path(p['workdir'])
+    if p['config'].mode == 'train':
+      _fake_run(workdir, 'cub', 1, 0.6)
+      continue
+    method = f"vgg16_{p['config'].baseline.method}"
+    results = protocol.score(collection, lambda src, trg, pts: points[trg], p['config'])
+    assert (results['dataset'], results['category']) == ('cub', '1')
+    (workdir / 'eval').mkdir(parents=True)
+    (workdir / 'eval' / f'baseline_{method}.json').write_text(
+        json.dumps(dict(results, method=method)))
+  records = aggregate.main([f'--root={tmp_path}'])
+  assert sorted(
+      (r['dataset'], r['category'], r['method']) for r in records) == [('cub', '1', 'asic'),
+                                                                       ('cub', '1', 'vgg16_mls'),
+                                                                       ('cub', '1', 'vgg16_nn')]
+  table = (tmp_path / 'summary.md').read_text()
+  assert '?' not in table and '| vgg16_nn |  | default | 100.0 | 100.0 |' in table
 
 
 def test_sweeps_of_other_collections_or_overrides_get_other_workdirs(tmp_path):

@@ -53,7 +53,14 @@ def score(collection: collection_lib.Collection,
   """Every metric of `transfer_fn` on the collection (pairs in the S frame); `transfer` says
   how it picks its pixels, for the protocol line."""
   e = config.eval
-  out = dict(collection=collection.name, size=collection.size, alphas=list(metrics.ALPHAS))
+  # The dataset and category from the config that loaded the collection: results files (a
+  # baseline's workdir holds nothing else) say which table they belong to without parsing
+  # the collection's name (`launch.aggregate`).
+  out = dict(collection=collection.name,
+             dataset=config.data.name,
+             category=str(config.data.get('category', collection.name)),
+             size=collection.size,
+             alphas=list(metrics.ALPHAS))
   ks = tuple(int(k) for k in e.cycle_ks)
   if collection.eval_pairs is not None:
     pairs = collection.eval_pairs
