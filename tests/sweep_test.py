@@ -98,9 +98,14 @@ def test_tiny_sweep_runs_and_aggregates_into_its_numbers(tmp_path):
   assert [(log.read_text(), log.stat().st_mtime_ns) for log in logs] == before
 
 
-def _fake_run(workdir: pathlib.Path, dataset: str, category: str, pck: float) -> None:
+def _fake_run(workdir: pathlib.Path,
+              dataset: str,
+              category: str,
+              pck: float,
+              seed: int = 0) -> None:
   (workdir / 'eval').mkdir(parents=True)
-  (workdir / 'config.json').write_text(json.dumps(dict(data=dict(name=dataset, category=category))))
+  (workdir / 'config.json').write_text(
+      json.dumps(dict(seed=seed, data=dict(name=dataset, category=category))))
   (workdir / 'eval' / 'results.json').write_text(
       json.dumps(dict(method='asic', preset='paper', pck={
           '0.10': pck,
@@ -152,6 +157,23 @@ def test_aggregate_puts_baselines_beside_the_runs_they_compare_with(tmp_path):
   ]
   table = (tmp_path / 'summary.md').read_text()
   assert '?' not in table and '| vgg16_nn |  | default | 50.0 | 50.0 |' in table
+
+
+def test_aggregate_tells_sweeps_apart_by_their_command_line_overrides(tmp_path, capsys):
+  # The same sweep with `--config.features.orient=False` for every run: its runs carry the same
+  # own overrides as the plain sweep's, so only the sweep's folder says they are another variant.
+  spec = '--config=configs/pfwillow.py:cpu,recommended,seeds'
+  for extra, pck in (([], 0.5), (['--config.features.orient=False'], 0.7)):
+    for p in sweep.main([spec, f'--root={tmp_path}', '--dry_run', *extra]):
+      if p['overrides']['data.category'] == 'duck':
+        _fake_run(pathlib.Path(p['workdir']), 'pfwillow', 'duck', pck, p['config'].seed)
+  records = aggregate.main([f'--root={tmp_path}'])
+  assert sorted({(r['variant'], r['pck@0.10']) for r in records}) == [('default', 50.0),
+                                                                      ('features.orient=False',
+                                                                       70.0)]
+  assert len(records) == 6 and 'warning' not in capsys.readouterr().err
+  table = (tmp_path / 'summary.md').read_text()
+  assert '| asic | paper | features.orient=False | 70.0 ± 0.0 | 70.0 ± 0.0 |' in table
 
 
 def test_aggregate_files_a_cub_baseline_under_cub_by_what_its_results_say(tmp_path):
