@@ -63,6 +63,28 @@ def _join_background_writes(timeout: float = 60.0) -> None:
       thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _remove_unfinished(directory: pathlib.Path,
+                       *,
+                       quiet: float = 0.5,
+                       timeout: float = 30.0) -> None:
+  """Removes every unfinished save's temporary folder (after a failed save no other is being
+  written: the workdir lock keeps other runs out) until none comes back for `quiet` seconds: a
+  write still running on a pool thread, which `_join_background_writes` cannot tell from
+  other threads, can make its folder again after the first removal (seen on a loaded CPU)."""
+  deadline = time.monotonic() + timeout
+  calm_since = time.monotonic()
+  while time.monotonic() < deadline:
+    found = list(directory.glob('*.orbax-checkpoint-tmp*'))
+    for unfinished in found:
+      shutil.rmtree(unfinished, ignore_errors=True)
+    now = time.monotonic()
+    if found:
+      calm_since = now
+    elif now - calm_since >= quiet:
+      return
+    time.sleep(0.05)
+
+
 def reason(error: Exception) -> str:
   """The first line of an Orbax / TensorStore error (which can run to thousands)."""
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -128,8 +150,7 @@ class Checkpointer:
         raise
       self._failed = True
       _join_background_writes()  # the save's other writes may still be running
-      for unfinished in self.directory.glob(f'{self._saving}.orbax-checkpoint-tmp*'):
-        shutil.rmtree(unfinished, ignore_errors=True)
+      _remove_unfinished(self.directory)
       raise safe_io.disk_full(self.directory / str(self._saving), self.size_of_latest()) from None
 
   def size_of_latest(self) -> int | None:
