@@ -76,9 +76,9 @@ def collect(root: str | pathlib.Path) -> list[dict]:
     config = _read(run / 'config.json')
     # Runs a scheduler started from `--print_commands` have no sweep.json: their name says.
     sweep = _read(run / 'sweep.json').get('overrides') or sweep_lib.parse_label(run.name)
-    # The command line's overrides of the whole sweep are in its folder's name after the first
-    # comma (`launch.sweep.sweep_name`): `--config.features.orient=False` makes another variant.
-    sweep = dict(sweep_lib.parse_label(run.parent.name.partition(',')[2]), **sweep)
+    # The command line's overrides of the whole sweep are in its folder's name:
+    # `--config.features.orient=False` makes another variant.
+    sweep = dict(sweep_lib.sweep_overrides(run.parent.name), **sweep)
     data = config.get('data', {})
     # A run's variant: its own overrides but the category, loss weights (an ablation names
     # them) and settings that do not define a run (mode=baseline, baseline.method, ...).

@@ -114,6 +114,12 @@ def sweep_name(config_path: str, arg: str, base_overrides: dict[str, str]) -> st
   return name + (f',{label(shown)}' if shown else '')
 
 
+def sweep_overrides(name: str) -> dict[str, str]:
+  """The command-line overrides a `sweep_name` shows (after its first comma; the config's
+  name and words hold none), {} for a folder without them."""
+  return parse_label(name.partition(',')[2])
+
+
 def run_arg(arg: str, overrides: dict) -> str:
   """The config arg of one run: the sweep's words, with the run's preset if it names one."""
   words, flags = config_lib.parse_arg(arg)
