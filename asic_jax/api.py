@@ -18,7 +18,9 @@ so a transfer here is exactly `mode=eval`'s in the S frame.
 Photos outside the collection (`map`) are run through the U-Net with the *collection's*
 BatchNorm statistics; their masks are given, or made as training made them (whole images
 when the run used `features.masks='none'`; DINO co-segmentation of the collection together
-with the new photos for `'coseg'`).
+with the new photos for `'coseg'`). A run with `eval.congeal_steps` reads congealed flows
+(`asic_jax.congeal`); new photos take one move against the collection's template, so the
+collection's own flows and transfers stay as they were.
 """
 
 import functools
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asic_jax import edits, figures, restore
+from asic_jax import congeal, edits, figures, restore
 from asic_jax import flows as flows_lib
 from asic_jax.correspondences import matching
 from asic_jax.data import collection as collection_lib
@@ -69,8 +71,8 @@ def restored(cli, workdir, step: int = 0) -> 'Alignment':
   that reads), or at `cli.eval.step` with the command line's evaluation settings (`cli`; None:
   the run's own)."""
   config, collection, state, step = restore.restore_run(cli, workdir, step=step)
-  flows = flows_lib.collection_flows(config, state, collection.images, flipped=collection.flipped)
-  return Alignment(config, collection, state, step, flows)
+  flows, found = congeal.collection_flows(config, state, collection)
+  return Alignment(config, collection, state, step, flows, template=found)
 
 
 @functools.partial(jax.jit, static_argnames=('size',))
@@ -97,13 +99,17 @@ class Alignment:
                step: int,
                flows: jax.Array,
                *,
-               statistics=None):
+               statistics=None,
+               template: jax.Array | None = None):
     self.config, self.collection, self.step = config, collection, int(step)
     self._state = state
     self._flows = jnp.asarray(flows)
     self._masks = jnp.asarray(collection.masks_or_ones())
     self._statistics = statistics
     self._descriptors = None
+    # With `eval.congeal_steps`: the collection's last template (`congeal.congeal`), which
+    # photos mapped later are aligned against; None: recomputed on first need.
+    self._template = template
 
   # -- names and frames ---------------------------------------------------------------------
 
@@ -353,6 +359,13 @@ class Alignment:
                                  self._statistics,
                                  squares,
                                  flipped=new_flipped)
+    settings = congeal.Settings.of(self.config)
+    if settings.steps > 0:  # one move against the collection's template (asic_jax.congeal)
+      from asic_jax.correspondences import extract  # pylint: disable=import-outside-toplevel
+      if self._template is None:
+        _, self._template = congeal.collection_flows(self.config, self._state, self.collection)
+      found = extract.oriented_descriptors(squares, new_flipped, self.config)
+      flows = congeal.align(flows, found.match, found.centers, self._template, settings)
     old = self.collection
     joined = collection_lib.Collection(
         name=old.name,
@@ -367,7 +380,8 @@ class Alignment:
                      self._state,
                      self.step,
                      jnp.concatenate([self._flows, flows]),
-                     statistics=self._statistics)
+                     statistics=self._statistics,
+                     template=self._template)
 
   def _new_masks(self, squares: np.ndarray, photos, frames, masks) -> np.ndarray:
     n, size = len(squares), self.size

@@ -296,6 +296,15 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   # the most similar cell within 3 sigma. Measured: scripts/measure_refine.py (README).
   c.eval.refine_sigma = 0.08
   c.eval.refine_temperature = 0.05
+  # Test-time congealing of the canonical map (asic_jax/congeal.py, README): this many rounds
+  # of moving every descriptor cell's canonical point toward the collection's template
+  # (softmax(cosine / temperature) under a Gaussian prior of sigma, a fraction of the
+  # canonical side, around the trained map's point; the template a grid x grid splat of the
+  # cells); 0 = off, the trained map as it is. Measured: scripts/measure_congeal.py.
+  c.eval.congeal_steps = 0
+  c.eval.congeal_sigma = 0.15
+  c.eval.congeal_temperature = 0.1
+  c.eval.congeal_grid = 32
   c.eval.bn_chunk = 64  # up to this many images: one batch; more: two-pass BatchNorm
 
   c.baseline = ml_collections.ConfigDict()  # mode=baseline over features.backbone (DESIGN §5)
@@ -344,11 +353,12 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
 
 def apply_recommended(c: ml_collections.ConfigDict) -> None:
   """What this implementation adds to either preset, each measured on real photos (README
-  "Accuracy on real photos"): orientation-aware alignment, the coarse-to-fine transfer and a
-  learning rate that decays to zero by the last step."""
+  "Accuracy on real photos"): orientation-aware alignment, a learning rate that decays to
+  zero by the last step and test-time congealing of the trained map (with the paper's nearest
+  transfer through it)."""
   c.features.orient = True
-  c.eval.transfer = 'refine'
   c.optim.schedule = 'cosine'
+  c.eval.congeal_steps = 5
 
 
 def apply_dinov2(c: ml_collections.ConfigDict) -> None:

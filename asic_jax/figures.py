@@ -30,8 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from asic_jax import drawing, edits, safe_io
-from asic_jax import flows as flows_lib
+from asic_jax import congeal, drawing, edits, safe_io
 from asic_jax import train_state
 from asic_jax.data import collection as collection_lib
 from asic_jax.errors import UserError
@@ -268,7 +267,7 @@ def draw(config: ml_collections.ConfigDict,
     config: the run's config (`vis.*`, `seed`).
     state: the train state (its grid; its model when `flows` is None).
     collection: the collection.
-    flows: `[N, S, S, 2]`, or None to compute them (`flows_lib.collection_flows`).
+    flows: `[N, S, S, 2]`, or None to compute them (`congeal.collection_flows`).
 
   Returns:
     'colour_wheel', 'colour_maps', 'dense_warps' (when any pair is asked for),
@@ -276,7 +275,7 @@ def draw(config: ml_collections.ConfigDict,
     'pseudo_matches' and 'parts_and_masks'.
   """
   if flows is None:
-    flows = flows_lib.collection_flows(config, state, collection.images, flipped=collection.flipped)
+    flows, _ = congeal.collection_flows(config, state, collection)
   flows = jnp.asarray(flows)
   size, n = config.vis.size, len(collection)
   view = _resized(jnp.asarray(collection.images), flows, jnp.asarray(collection.masks_or_ones()),

@@ -25,13 +25,13 @@ def test_presets_and_words_change_what_they_name_and_nothing_else():
   assert (released.loss.kp, released.loss.tv, released.loss.mask) == (30.0, 15000.0, 0.1)
   assert released.parts.num_parts == 4 and released.loss.perceptual == 'vgg_ssl'
   recommended = config_lib.base_config('recommended')
-  assert (recommended.features.orient, recommended.eval.transfer,
-          recommended.optim.schedule) == (True, 'refine', 'cosine')
+  assert (recommended.features.orient, recommended.eval.transfer, recommended.optim.schedule,
+          recommended.eval.congeal_steps) == (True, 'nearest', 'cosine', 5)
   cpu = config_lib.base_config('cpu')
   assert (cpu.data.img_size, cpu.train.num_steps, cpu.features.backbone) == (128, 1200, 'vgg16')
   # Each word changes only its own keys: the rest stays the paper's.
   changed = lambda c: {k for k in _flat(paper) if _flat(c)[k] != _flat(paper)[k]}
-  assert changed(recommended) == {'features.orient', 'eval.transfer', 'optim.schedule'}
+  assert changed(recommended) == {'features.orient', 'eval.congeal_steps', 'optim.schedule'}
   assert changed(config_lib.base_config('dinov2')) == {'features.backbone'}  # masks: coseg
   # Words compose: the released losses at the cpu shape, recommended on top.
   both = config_lib.base_config('released,cpu,recommended')

@@ -47,11 +47,15 @@ def test_keys_added_since_the_run_take_todays_defaults(older):
   defaults = config_lib.base_config()
   config = saved_config.from_saved(older)
   missing = set(_flat(defaults.to_dict())) - set(_flat(older))
-  assert missing == {'eval.refine_sigma', 'features.dinov2.model'}
+  assert missing == {
+      'eval.refine_sigma', 'features.dinov2.model', 'eval.congeal_steps', 'eval.congeal_sigma',
+      'eval.congeal_temperature', 'eval.congeal_grid'
+  }
   for key in missing:
     assert config_lib.get(config, key) == config_lib.get(defaults, key)
   assert config.features.dinov2.model == 'facebook/dinov2-small'
   assert config.eval.refine_sigma == 0.08
+  assert config.eval.congeal_steps == 0  # an older run reads its trained map as it was
 
 
 def test_keys_removed_since_the_run_are_kept_and_inert(older):
@@ -90,9 +94,11 @@ def test_overlay_takes_only_the_command_lines_evaluation_settings(older):
   assert saved_config.overlay(None, saved).eval.transfer == 'nearest'  # None: as saved
   cli = config_lib.base_config('recommended')
   cli.mode, cli.data.root, cli.model.grid_size = 'eval', '/data', 64
+  cli.eval.transfer = 'refine'
   trained = saved_config.overlay(cli, saved_config.from_saved(older))
   assert (trained.mode, trained.data.root, trained.eval.transfer) == ('eval', '/data', 'refine')
   assert trained.eval.refine_sigma == cli.eval.refine_sigma
+  assert trained.eval.congeal_steps == 5  # test-time settings are the command line's too
   assert trained.model.grid_size == 128  # the weights' shape is the run's
   assert trained.features.orient is False  # so is how its collection was oriented
 

@@ -41,7 +41,7 @@ def test_seeds_train_three_runs_and_the_baselines_once(tmp_path):
   baselines = [p for p in duck if p['config'].mode == 'baseline']
   assert sorted(p['config'].baseline.method for p in baselines) == ['mls', 'nn']
   assert all(p['config'].seed == 0 for p in baselines)
-  assert all(p['config'].features.orient and p['config'].eval.transfer == 'refine' for p in duck)
+  assert all(p['config'].features.orient and p['config'].eval.congeal_steps == 5 for p in duck)
 
 
 def test_ablation_and_presets_configure_each_run(tmp_path):

@@ -232,7 +232,8 @@ def headline(results: dict, method: str = 'ASIC') -> str:
 def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, workdir, *,
              step: int) -> dict:
   """Scores ASIC's transfer through `flows [N, S, S, 2]` (the run's at `step`, its collection's
-  BatchNorm statistics: `flows_lib.collection_flows`) and writes `eval/results.{json,md}`."""
+  BatchNorm statistics, congealed when the config says: `congeal.collection_flows`) and writes
+  `eval/results.{json,md}`."""
   transfer = NEAREST
   if config.eval.transfer == 'soft':
     transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '
@@ -244,6 +245,11 @@ def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, wo
                 f'sigma = {e.refine_sigma} S, over cells within 3 sigma' if e.refine_temperature > 0
                 else f'{NEAREST}, moved to the cell within {3 * e.refine_sigma} S whose backbone '
                 'descriptor is most like the source point\'s')
+  e = config.eval
+  if e.congeal_steps > 0:
+    transfer += (f'; through the congealed maps ({e.congeal_steps} steps, sigma '
+                 f'{e.congeal_sigma} of the canonical side, temperature {e.congeal_temperature}, '
+                 f'{e.congeal_grid} x {e.congeal_grid} template)')
   results = score(collection, config_transfer(config, flows, collection, collection.masks), config,
                   transfer)
   results.update(method='asic',

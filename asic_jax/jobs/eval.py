@@ -6,8 +6,7 @@ import pathlib
 
 import ml_collections
 
-from asic_jax import parallel, report, restore
-from asic_jax import flows as flows_lib
+from asic_jax import congeal, parallel, report, restore
 from asic_jax.evaluation import protocol
 
 log = logging.getLogger(__name__)
@@ -17,8 +16,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Evaluates the run in `workdir`; logs the headline numbers; returns the results."""
   trained, collection, state, step = restore.restore_run(config, workdir)
   log.info('Evaluating %s at step %d', workdir, step)
-  flows = flows_lib.collection_flows(trained, state, collection.images,
-                                     flipped=collection.flipped)
+  flows, _ = congeal.collection_flows(trained, state, collection)
   results = protocol.evaluate(trained, collection, flows, workdir, step=step)
   log.info('%s; %s', protocol.headline(results), pathlib.Path(workdir) / 'eval' / 'results.json')
   if parallel.is_primary():

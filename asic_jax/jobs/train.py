@@ -5,8 +5,7 @@ keypoints), the figures, the explorer and the report."""
 import logging
 import pathlib
 
-from asic_jax import explore, figures, parallel, report, train
-from asic_jax import flows as flows_lib
+from asic_jax import congeal, explore, figures, parallel, report, train
 from asic_jax.evaluation import protocol
 from asic_jax.logs import MetricsWriter
 
@@ -31,8 +30,7 @@ def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWri
   step = int(state.step)
   log.info('Flows of the %d images%s', len(collection),
            ', then the evaluation' if collection.eval_pairs is not None else '')
-  flows = flows_lib.collection_flows(config, state, collection.images,
-                                     flipped=collection.flipped)
+  flows, _ = congeal.collection_flows(config, state, collection)
   if collection.eval_pairs is not None:
     results = out['eval'] = protocol.evaluate(config, collection, flows, workdir, step=step)
     log.info('%s; %s', protocol.headline(results), workdir / 'eval' / 'results.json')

@@ -6,8 +6,7 @@ import pathlib
 
 import ml_collections
 
-from asic_jax import drawing, explore, figures, parallel, report, restore
-from asic_jax import flows as flows_lib
+from asic_jax import congeal, drawing, explore, figures, parallel, report, restore
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +16,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   `edit.image` is set, `report/explore.html` and `report/index.html`; returns a summary."""
   workdir = pathlib.Path(workdir)
   trained, collection, state, step = restore.restore_run(config, workdir)  # this vis and edit
-  flows = flows_lib.collection_flows(trained, state, collection.images,
-                                     flipped=collection.flipped)
+  flows, _ = congeal.collection_flows(trained, state, collection)
   found = figures.draw(trained, state, collection, flows)
   edited = None
   if trained.edit.image:
