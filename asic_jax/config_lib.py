@@ -300,7 +300,7 @@ def base_config(arg: str | None = '') -> ml_collections.ConfigDict:
   # of moving every descriptor cell's canonical point toward the collection's template
   # (softmax(cosine / temperature) under a Gaussian prior of sigma, a fraction of the
   # canonical side, around the trained map's point; the template a grid x grid splat of the
-  # cells); 0 = off, the trained map as it is. Measured: scripts/measure_congeal.py.
+  # cells); 0 = off, the trained map as it is. Measured: scripts/measure_refine.py --congeal.
   c.eval.congeal_steps = 0
   c.eval.congeal_sigma = 0.15
   c.eval.congeal_temperature = 0.1

@@ -26,8 +26,9 @@ RANKS = (
     # Checkpoints; Ctrl-C; pseudo-matches, masks and parts; the train state, the flows of a
     # trained model, the training objective; the HTML report (reads results files only).
     ('checkpoint', 'interrupts', 'correspondences', 'train_state', 'flows', 'objective', 'report'),
-    # Scoring a transfer; the collection a run trains on (data + correspondences).
-    ('evaluation', 'training_collection'),
+    # Scoring a transfer; the collection a run trains on (data + correspondences); the flows
+    # congealed with the backbone's descriptors (flows + correspondences).
+    ('evaluation', 'training_collection', 'congeal'),
     # A trained run read back; edit propagation; a config checked against every module's
     # choices.
     ('restore', 'edits', 'validate'),
