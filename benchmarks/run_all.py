@@ -123,9 +123,19 @@ Both compute the same functions with Flax's parameter names, shapes and initiali
 checkpoint, a converted PyTorch weight and an initial value are unchanged; outputs agree to
 float32 rounding, `tests/unet_test.py`, `tests/perceptual_test.py`). Max-pooling became the max of
 four strided slices (an elementwise gradient instead of select-and-scatter). What is left is
-mostly convolutions: XLA:CPU runs the U-Net's 3 x 3 convolutions at roughly 80 GFLOP/s on these
-two cores (its matrix products reach 300), where PyTorch's oneDNN does better; XLA's
-`--xla_cpu_use_onednn` flag did not change the step measurably here.
+mostly convolutions. `python -m benchmarks.conv_forms` times one 3 x 3 convolution (forward and
+both gradients) at the U-Net's sizes: XLA:CPU reaches 47-250 GFLOP/s on these two cores, PyTorch's
+oneDNN (`$ASIC_RELEASED_PYTHON -m benchmarks.conv_forms --forms=torch`) 88-354, 1.2-2.1x faster
+at every size (2026-12-03: batch 16 x 128², 32 -> 16 channels, 153 against 82 ms; 16 x 32², 128 ->
+64, 54 against 26 ms). Neither matrix-product form helps (im2col 1.5-4x slower than XLA's
+convolution at these sizes, a product to 9x the output channels then nine shifted sums 7-30x),
+nor did XLA:CPU's library switches (`--xla_cpu_use_onednn`, `--xla_cpu_use_xnnpack`,
+`--xla_cpu_experimental_{onednn,xnn,ynn}_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`,
+`--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY`,
+`--xla_cpu_prefer_vector_width=512`): none was faster by more than the run-to-run spread (the
+same `cpu` step measured 826 and 1010 ms in two runs minutes apart). Splitting the up blocks'
+first convolution (2C -> C channels, on a concatenation) into two C -> C convolutions saved 34 of
+128 ms at 128² and nothing at the smaller sizes: about 3 % of the step, not done.
 """
 
 

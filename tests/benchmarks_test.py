@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
-from benchmarks import common, evaluation, extraction, profile_step, run_all, train_step
+import numpy as np
+import scipy.signal
+
+from benchmarks import common, conv_forms, evaluation, extraction, profile_step, run_all, train_step
 
 
 def test_train_step_benchmark_at_the_tiny_shape():
@@ -70,3 +73,18 @@ def test_evaluation_benchmark_counts_every_transfer():
 def test_markdown_table():
   table = common.markdown_table([{'a': 1.23456, 'b': None}], [('a', 'A'), ('b', 'B')])
   assert table.splitlines() == ['| A | B |', '|---|---|', '| 1.23 | – |']
+
+
+def test_conv_forms_are_one_convolution():
+  """The forms `benchmarks/conv_forms.py` times compute the same 'same' 3 x 3 convolution
+  (against scipy's correlation, channel by channel)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+  w = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+  expected = np.zeros((2, 5, 6, 4))
+  for b in range(2):
+    for o in range(4):
+      expected[b, :, :, o] = sum(
+          scipy.signal.correlate2d(x[b, :, :, c], w[:, :, c, o], mode='same') for c in range(3))
+  for name, conv in conv_forms.jax_forms(('xla', 'im2col', 'shifts')).items():
+    np.testing.assert_allclose(np.asarray(conv(x, w)), expected, atol=1e-4, err_msg=name)
