@@ -246,6 +246,20 @@ def test_missing_or_unreadable_lpips_weights_are_one_line(tmp_path, content):
   assert not workdir.exists() or not any(workdir.iterdir())
 
 
+def test_congealing_without_the_backbone_stops_before_the_first_step(tmp_path):
+  """`recommended` congeals at the end of training, which reads the backbone's descriptors: a
+  run whose backbone weights are not here (the synthetic collection, DINO offline) stops before
+  its first step with one line naming the model, exit 2, no checkpoint; it used to train and
+  then fail at its evaluation."""
+  workdir = tmp_path / 'run'
+  result = run_cli('--config=configs/tiny.py:recommended', f'--workdir={workdir}')
+  assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: cannot load the DINO model') and 'dino-vits8' in last, last
+  assert not any(line for line in result.stderr.splitlines() if ' step 5/20' in line)
+  assert not (workdir / 'checkpoints').exists()
+
+
 def _logged(line: str) -> bool:
   """Whether a line of stderr is one of the run's progress messages ('12:34:56 ...')."""
   return bool(re.match(r'\d\d:\d\d:\d\d ', line))

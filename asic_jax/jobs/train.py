@@ -6,6 +6,7 @@ import logging
 import pathlib
 
 from asic_jax import congeal, explore, figures, parallel, report, train
+from asic_jax.correspondences import extract
 from asic_jax.evaluation import protocol
 from asic_jax.logs import MetricsWriter
 
@@ -19,8 +20,13 @@ def run(config, workdir) -> dict:
 
 
 def _check(config, collection) -> None:
+  """Before the first step: what the end of training will need, so that a run does not fail
+  after its last step. Congealing and `refine` read the backbone's descriptors: extracted (or
+  read from the cache) now, which stops a run whose backbone weights are missing here."""
   if config.vis.enabled:
     figures.check_settings(config, collection)
+  if config.eval.congeal_steps > 0 or config.eval.transfer == 'refine':
+    extract.match_descriptors(collection, config)
 
 
 def _finish(config, state, collection, workdir: pathlib.Path, writer: MetricsWriter) -> dict:
