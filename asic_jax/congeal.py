@@ -37,7 +37,7 @@ import numpy as np
 
 from asic_jax import flows as flows_lib
 from asic_jax.correspondences import matching
-from asic_jax.ops import sampling
+from asic_jax.evaluation import transfer
 
 FOREGROUND = 0.5  # cells that build the template: the mask at the cell centre >= this
 
@@ -65,13 +65,12 @@ def grid_points(side: int) -> jax.Array:
   return jnp.stack([xs, ys], -1).reshape(-1, 2)
 
 
-def cell_points(flows: jax.Array, centers: jax.Array) -> jax.Array:
-  """The canonical point of every descriptor cell: `flows [N, S, S, 2]` read bilinearly
-  (border) at the cell centres `[h, w, 2]` (pixels) -> `[N, h, w, 2]`."""
-  size = flows.shape[1]
-  where = sampling.pixel_to_normalized(centers.reshape(-1, 2).astype(jnp.float32), size)
-  read = jax.vmap(lambda f: sampling.grid_sample(f, where, padding='border'))(flows)
-  return read.reshape(flows.shape[:1] + centers.shape[:2] + (2,))
+def at_cells(fields: jax.Array, centers: jax.Array) -> jax.Array:
+  """`fields [N, S, S, C]` (flows, masks) read at the cell centres `[h, w, 2]` (pixels) as a
+  point of each image is (`transfer.canonical_points`: bilinear, border) -> `[N, h, w, C]`."""
+  points = centers.reshape(-1, 2).astype(jnp.float32)
+  read = jax.vmap(lambda f: transfer.canonical_points(f, points))(fields)
+  return read.reshape(fields.shape[:1] + centers.shape[:2] + fields.shape[-1:])
 
 
 def template(points: jax.Array, descriptors: jax.Array, weights: jax.Array,
@@ -114,21 +113,17 @@ def move_cells(points: jax.Array, descriptors: jax.Array, found: jax.Array, side
 def displace(flows: jax.Array, before: jax.Array, after: jax.Array,
              centers: jax.Array) -> jax.Array:
   """`flows [N, S, S, 2]` plus the cells' displacements `after - before` (`[N, h, w, 2]`),
-  read bilinearly (border) at every pixel in the cells' frame."""
+  read at every pixel (`transfer.read_cells`: bilinear in the cells' frame, border)."""
   size = flows.shape[1]
-  height, width = centers.shape[:2]
-  origin, last = centers[0, 0], centers[-1, -1]
-  step = (last - origin) / jnp.maximum(jnp.asarray([width - 1, height - 1], jnp.float32), 1.0)
   ys, xs = jnp.meshgrid(jnp.arange(size), jnp.arange(size), indexing='ij')
-  cells = (jnp.stack([xs, ys], -1).reshape(-1, 2).astype(jnp.float32) - origin) / step
-  where = sampling.pixel_to_normalized(cells, (width, height))
-  moved = jax.vmap(lambda d: sampling.grid_sample(d, where, padding='border'))(after - before)
+  pixels = jnp.stack([xs, ys], -1).reshape(-1, 2).astype(jnp.float32)
+  moved = jax.vmap(lambda d: transfer.read_cells(d, centers, pixels))(after - before)
   return flows + moved.reshape(flows.shape)
 
 
 @functools.partial(jax.jit, static_argnames=('side', 'sigma', 'temperature'))
 def _align(flows, descriptors, centers, found, *, side, sigma, temperature):
-  before = cell_points(flows, centers)
+  before = at_cells(flows, centers)
   after = jax.lax.map(
       lambda a: move_cells(a[0], a[1], found, side, sigma=sigma, temperature=temperature),
       (before, descriptors))
@@ -137,7 +132,7 @@ def _align(flows, descriptors, centers, found, *, side, sigma, temperature):
 
 @functools.partial(jax.jit, static_argnames=('steps', 'side', 'sigma', 'temperature'))
 def _congeal(flows, descriptors, centers, weights, *, steps, side, sigma, temperature):
-  before = cell_points(flows, centers)
+  before = at_cells(flows, centers)
   points, found = before, None
   for _ in range(steps):
     found = template(points, descriptors, weights, side)
@@ -163,10 +158,8 @@ def congeal(flows: jax.Array, descriptors: jax.Array, centers: jax.Array, masks:
     return jnp.asarray(flows), None
   centers = jnp.asarray(centers, jnp.float32)
   unit = matching.l2_normalize(jnp.asarray(descriptors, jnp.float32))
-  masks = jnp.asarray(masks, jnp.float32)
-  where = sampling.pixel_to_normalized(centers.reshape(-1, 2), masks.shape[1])
-  at_cells = jax.vmap(lambda m: sampling.grid_sample(m[..., None], where, padding='border'))(masks)
-  weights = (at_cells.reshape(unit.shape[:3]) >= FOREGROUND).astype(jnp.float32)
+  foreground = at_cells(jnp.asarray(masks, jnp.float32)[..., None], centers)[..., 0]
+  weights = (foreground >= FOREGROUND).astype(jnp.float32)
   return _congeal(jnp.asarray(flows),
                   unit,
                   centers,

@@ -26,12 +26,12 @@ RANKS = (
     # Checkpoints; Ctrl-C; pseudo-matches, masks and parts; the train state, the flows of a
     # trained model, the training objective; the HTML report (reads results files only).
     ('checkpoint', 'interrupts', 'correspondences', 'train_state', 'flows', 'objective', 'report'),
-    # Scoring a transfer; the collection a run trains on (data + correspondences); the flows
-    # congealed with the backbone's descriptors (flows + correspondences).
-    ('evaluation', 'training_collection', 'congeal'),
+    # Scoring a transfer; the collection a run trains on (data + correspondences).
+    ('evaluation', 'training_collection'),
     # A trained run read back; edit propagation; a config checked against every module's
-    # choices.
-    ('restore', 'edits', 'validate'),
+    # choices; the flows congealed with the backbone's descriptors (flows, correspondences and
+    # the transfer's readers).
+    ('restore', 'edits', 'validate', 'congeal'),
     ('train', 'figures'),  # the training loop; the figures of a trained run
     ('api',),  # `asic_jax.load`: a trained run as an object
     ('explore',),  # the report's explorer page (through the API)

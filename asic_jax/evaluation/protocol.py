@@ -234,18 +234,17 @@ def evaluate(config: ml_collections.ConfigDict, collection, flows: jax.Array, wo
   """Scores ASIC's transfer through `flows [N, S, S, 2]` (the run's at `step`, its collection's
   BatchNorm statistics, congealed when the config says: `congeal.collection_flows`) and writes
   `eval/results.{json,md}`."""
+  e = config.eval
   transfer = NEAREST
-  if config.eval.transfer == 'soft':
-    transfer = (f'a window soft-argmax (window {config.eval.soft_window} px, temperature '
-                f'{config.eval.soft_temperature} px^2) around {NEAREST}')
-  elif config.eval.transfer == 'refine':
-    e = config.eval
+  if e.transfer == 'soft':
+    transfer = (f'a window soft-argmax (window {e.soft_window} px, temperature '
+                f'{e.soft_temperature} px^2) around {NEAREST}')
+  elif e.transfer == 'refine':
     transfer = (f'{NEAREST}, refined by the backbone descriptors\' cosine similarity to the '
                 f'source point\'s: softmax(cos / {e.refine_temperature} - d^2 / (2 sigma^2)), '
                 f'sigma = {e.refine_sigma} S, over cells within 3 sigma' if e.refine_temperature > 0
                 else f'{NEAREST}, moved to the cell within {3 * e.refine_sigma} S whose backbone '
                 'descriptor is most like the source point\'s')
-  e = config.eval
   if e.congeal_steps > 0:
     transfer += (f'; through the congealed maps ({e.congeal_steps} steps, sigma '
                  f'{e.congeal_sigma} of the canonical side, temperature {e.congeal_temperature}, '

@@ -116,16 +116,22 @@ def refine_pixels(coarse: jax.Array, source: jax.Array, target: jax.Array, cente
   return jnp.where(jnp.any(near, axis=1, keepdims=True), moved, coarse.astype(jnp.float32))
 
 
-def descriptors_at(grid: jax.Array, centers: jax.Array, points: jax.Array) -> jax.Array:
-  """Unit descriptors `[K, C]` of a regular grid `[h, w, C]` (cell centres `[h, w, 2]` in
-  pixels) read bilinearly (border) at pixels `points [K, 2]`."""
+def read_cells(grid: jax.Array, centers: jax.Array, points: jax.Array) -> jax.Array:
+  """A regular grid of cells `[h, w, C]` (cell centres `[h, w, 2]` in pixels) read bilinearly
+  (border) at pixels `points [K, 2]`: `[K, C]` float32."""
   origin, last = centers[0, 0], centers[-1, -1]
   height, width = grid.shape[:2]
   step = (last - origin) / jnp.maximum(jnp.asarray([width - 1, height - 1], jnp.float32), 1.0)
   cells = (points - origin) / step
-  found = sampling.grid_sample(grid.astype(jnp.float32),
-                               sampling.pixel_to_normalized(cells, (width, height)),
-                               padding='border')
+  return sampling.grid_sample(grid.astype(jnp.float32),
+                              sampling.pixel_to_normalized(cells, (width, height)),
+                              padding='border')
+
+
+def descriptors_at(grid: jax.Array, centers: jax.Array, points: jax.Array) -> jax.Array:
+  """Unit descriptors `[K, C]` of a descriptor grid `[h, w, C]` (`read_cells`) at pixels
+  `points [K, 2]`."""
+  found = read_cells(grid, centers, points)
   return found / jnp.maximum(jnp.linalg.norm(found, axis=-1, keepdims=True), 1e-12)
 
 
