@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from asic_jax import parallel
 from asic_jax.models import asic, unet
 from asic_jax.ops import flip
 
@@ -26,16 +27,17 @@ def _flow_functions(model: asic.Asic):
   """Jitted (one batch, statistics of a chunk, fixed statistics) flow functions of a model:
   built once per model (a Flax module compares and hashes by its fields), so figures every few
   steps do not recompile."""
+  jit = functools.partial(jax.jit, compiler_options=parallel.compiler_options())
   # The network sees each flipped image mirrored; its flow is mirrored back onto the photo.
-  one_batch = jax.jit(lambda v, x, f: flip.mirror(
+  one_batch = jit(lambda v, x, f: flip.mirror(
       model.apply(v, flip.mirror(x, f), train=True, mutable=['batch_stats'])[0], f))
   # From zero running averages, one training-mode call leaves (1 - momentum) x the chunk's
   # mean and (biased) variance in them.
   weight = 1.0 - unet.BN_MOMENTUM
-  stats_of = jax.jit(lambda v, x, f: jax.tree.map(
+  stats_of = jit(lambda v, x, f: jax.tree.map(
       lambda s: s / weight,
       model.apply(v, flip.mirror(x, f), train=True, mutable=['batch_stats'])[1]['batch_stats']))
-  fixed = jax.jit(lambda v, x, f: flip.mirror(model.apply(v, flip.mirror(x, f), train=False), f))
+  fixed = jit(lambda v, x, f: flip.mirror(model.apply(v, flip.mirror(x, f), train=False), f))
   return one_batch, stats_of, fixed
 
 

@@ -13,6 +13,7 @@ every process's devices; each process holds the same host data (same collection,
 seed) and builds the global replicated arrays from it; only process 0 writes files.
 """
 
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -25,6 +26,26 @@ from asic_jax.errors import UserError
 
 AXIS = 'data'
 MODES = ('shard_map', 'pmap')
+
+# XLA:CPU (jaxlib 0.10) hands convolutions, matrix products and reductions to YNNPACK by
+# default, and YNNPACK runs a convolution on one thread where XLA's own (Eigen) convolution
+# uses every core: one 3x3 convolution of the `cpu` shape's U-Net with both gradients takes
+# 120 ms on one core against 79 ms on two, and the whole `cpu` step 781 -> 697 ms (the
+# `released` step 1355 -> 1217 ms), compiled both ways in one process and timed interleaved
+# (BENCHMARKS.md, "Where the CPU step went"). Reductions stay with YNNPACK: taking them from
+# it too lost the gain. The results differ only by float rounding (tests/parallel_test.py).
+_YNN_FLAG = 'xla_cpu_experimental_ynn_fusion_type'
+CPU_COMPILER_OPTIONS = {_YNN_FLAG: 'LIBRARY_FUSION_TYPE_REDUCE'}
+
+
+def compiler_options(devices: Sequence[jax.Device] | None = None) -> dict[str, str] | None:
+  """`jax.jit`'s `compiler_options` for the U-Net's programs on `devices` (default: all):
+  `CPU_COMPILER_OPTIONS` on CPUs, none elsewhere or where `XLA_FLAGS` already sets the
+  YNNPACK fusions (the user's setting wins)."""
+  devices = jax.devices() if devices is None else devices
+  if devices[0].platform != 'cpu' or _YNN_FLAG in os.environ.get('XLA_FLAGS', ''):
+    return None
+  return dict(CPU_COMPILER_OPTIONS)
 
 
 class DataParallel:
@@ -92,7 +113,9 @@ class DataParallel:
     # check_vma=False gives shard_map pmap's typing of collectives, so the very
     # same per-device code (an explicit pmean of gradients) serves both wrappers.
     mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=P(), out_specs=P(), check_vma=False)
-    return jax.jit(mapped, donate_argnums=donate_argnums)
+    return jax.jit(mapped,
+                   donate_argnums=donate_argnums,
+                   compiler_options=compiler_options(self.devices))
 
   def check_divisible(self, num_pairs: int) -> None:
     """Devices get whole pairs: the global pair count must divide by the devices."""

@@ -1,15 +1,17 @@
 """One 3 x 3 'same' convolution, forward and both gradients, at the `cpu` shape's U-Net sizes:
-XLA's convolution against two matrix-product forms of it, or PyTorch's (oneDNN) for comparison.
+XLA's convolution (as the train step compiles it, and as YNNPACK runs it by default) against two
+matrix-product forms of it, or PyTorch's (oneDNN) for comparison.
 
-  python -m benchmarks.conv_forms                                   # XLA, im2col, output shifts
-  XLA_FLAGS=--xla_cpu_experimental_onednn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION \\
-      python -m benchmarks.conv_forms --forms=xla                   # an XLA:CPU flag
+  python -m benchmarks.conv_forms                 # XLA, YNNPACK, im2col, output shifts
+  XLA_FLAGS=--xla_cpu_use_onednn=true python -m benchmarks.conv_forms --forms=xla  # an XLA:CPU flag
   $ASIC_RELEASED_PYTHON -m benchmarks.conv_forms --forms=torch      # PyTorch (no jax needed)
 
 Each row is one shape (batch 16 = the `cpu` shape's 8 images through both U-Net passes; the
 output channels are the input's or half: the up blocks' first convolution), median ms of 5
-calls after one warm-up. `im2col`: the nine shifted copies side by side, one matrix product
-(what `asic_jax.models.layers.conv3x3` does for maps of <= 64 pixels). `shifts`: one matrix
+calls after one warm-up. `xla`: compiled with `asic_jax.parallel.compiler_options()` (XLA's own
+multi-threaded convolution on a CPU); `ynnpack`: jaxlib's default compilation, which hands the
+convolution to YNNPACK (one thread). `im2col`: the nine shifted copies side by side, one matrix product
+(what `asic_jax.models.layers.conv3x3` does for small maps). `shifts`: one matrix
 product to nine times the output channels, then nine shifted sums. The figures in
 BENCHMARKS.md ("Where the CPU step went") come from this script.
 """
@@ -41,7 +43,8 @@ def jax_forms(names):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
   def xla(x, w):
-    return jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+    return jax.lax.conv_general_dilated(x,
+                                        w, (1, 1), ((1, 1), (1, 1)),
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
   def im2col(x, w):
@@ -56,15 +59,17 @@ def jax_forms(names):
     z = x @ jnp.transpose(w, (2, 0, 1, 3)).reshape(w.shape[2], 9 * out_channels)
     z = jnp.pad(z, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return sum(z[:, i:i + h, j:j + wd, (3 * i + j) * out_channels:(3 * i + j + 1) * out_channels]
-               for i in range(3) for j in range(3))
+               for i in range(3)
+               for j in range(3))
 
-  every = dict(xla=xla, im2col=im2col, shifts=shifts)
+  every = dict(xla=xla, ynnpack=xla, im2col=im2col, shifts=shifts)
   return {n: every[n] for n in names}
 
 
 def time_jax(names) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from asic_jax import parallel  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   forms = jax_forms(names)
   out = {}
@@ -73,8 +78,10 @@ def time_jax(names) -> dict:
     x = jnp.asarray(rng.normal(size=(batch, side, side, cin)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, cin, cout)) * 0.01, jnp.float32)
     for name, conv in forms.items():
-      step = jax.jit(
-          jax.grad(lambda w, x, conv=conv: jnp.sum(jnp.square(conv(x, w))), argnums=(0, 1)))
+      # As the train step compiles (`parallel.compiler_options`); `ynnpack`: jaxlib's default.
+      step = jax.jit(jax.grad(lambda w, x, conv=conv: jnp.sum(jnp.square(conv(x, w))),
+                              argnums=(0, 1)),
+                     compiler_options=None if name == 'ynnpack' else parallel.compiler_options())
       out[(shape, name)] = _median_ms(lambda step=step: jax.block_until_ready(step(w, x)))
   return out
 
@@ -97,7 +104,9 @@ def time_torch() -> dict:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--forms', default='xla,im2col,shifts', help='xla, im2col, shifts | torch')
+  parser.add_argument('--forms',
+                      default='xla,ynnpack,im2col,shifts',
+                      help='xla, ynnpack, im2col, shifts | torch')
   args = parser.parse_args(argv)
   names = args.forms.split(',')
   found = time_torch() if names == ['torch'] else time_jax(names)

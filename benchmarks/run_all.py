@@ -7,8 +7,8 @@ Each benchmark runs in its own process (so peak memory is its own) and leaves it
 in `benchmarks/results/*.json`; BENCHMARKS.md is written from those. With
 `ASIC_RELEASED_CODE` (a checkout of kampta/asic) and `ASIC_RELEASED_PYTHON` (the python of a
 virtualenv holding torch, torchvision and kornia; see `benchmarks/released_step.py`), the CPU
-run also times the released code's own step at the `cpu` and `released` shapes and puts both
-implementations side by side.
+run also times the released code's own step and ours at the `cpu` and `released` shapes, in
+turn for `ROUNDS` rounds, and puts both implementations side by side.
 """
 
 import argparse
@@ -16,12 +16,16 @@ import datetime
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
 from benchmarks import common, evaluation, extraction, train_step
 
 RESULTS = common.ROOT / 'benchmarks' / 'results'
+# Rounds of the side-by-side comparison: the machine's speed drifts by 10-20 % within minutes,
+# so the released code and ours are timed in turn, round after round, and compared by medians.
+ROUNDS = 3
 
 
 def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
@@ -40,7 +44,7 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
         ('evaluation', 'benchmarks.evaluation', ['--sizes=10,30,100,300', '--img=256']),
     ]
   released = [
-      ('released_step', 'benchmarks.released_step', ['--shapes=cpu,released'])
+      ('side_by_side', None, ['--shapes=cpu,released', f'--rounds={ROUNDS}'])
   ] if os.environ.get('ASIC_RELEASED_CODE') and os.environ.get('ASIC_RELEASED_PYTHON') else []
   return released + [
       ('train_step', 'benchmarks.train_step', ['--shapes=cpu,released', '--steps=15']),
@@ -57,9 +61,48 @@ def plan(gpu: bool) -> list[tuple[str, str, list[str]]]:
   ]
 
 
-def run(folder: pathlib.Path, name: str, module: str, args: list[str]) -> dict:
+def side_by_side(folder: pathlib.Path, shapes: list[str], rounds: int) -> dict:
+  """The released code's step and ours at each shape, timed in turn (released, then ours)
+  `rounds` times, each in its own process; `folder/side_by_side.json` holds every round's
+  ms/step of both."""
+  out = folder / 'side_by_side.json'
+  times = {shape: dict(ours=[], released=[]) for shape in shapes}
+  for _ in range(rounds):
+    for shape in shapes:
+      for who, python, module, extra in (('released', os.environ['ASIC_RELEASED_PYTHON'],
+                                          'benchmarks.released_step', []),
+                                         ('ours', sys.executable, 'benchmarks.train_step',
+                                          ['--steps=10'])):
+        subprocess.run([python, '-m', module, f'--out={out}', f'--shapes={shape}', *extra],
+                       cwd=common.ROOT,
+                       check=True)
+        result = json.loads(out.read_text())
+        times[shape][who].append(result['records'][0]['ms_per_step'])
+        if who == 'released':
+          theirs = dict(result['records'][0], machine=result['machine'])
+        else:
+          mine = result
+      times[shape]['about'] = theirs
+  records = []
+  for shape in shapes:
+    about = times[shape]['about']
+    records.append(
+        dict({k: about[k] for k in ('shape', 'batch', 'img', 'recon', 'widths', 'threads')},
+             implementation=about['implementation'],
+             kornia=about['machine'].get('kornia', '?'),
+             ours_ms=times[shape]['ours'],
+             released_ms=times[shape]['released']))
+  result = dict(machine=mine['machine'], date=mine['date'], rounds=rounds, records=records)
+  out.write_text(json.dumps(result, indent=2))
+  return result
+
+
+def run(folder: pathlib.Path, name: str, module: str | None, args: list[str]) -> dict:
   """Runs a benchmark, one process per shape or size (so peak memory is that shape's own),
-  into `folder/<name>.json`."""
+  into `folder/<name>.json` (`side_by_side`: both implementations in turn)."""
+  if name == 'side_by_side':
+    options = dict(a.lstrip('-').split('=', 1) for a in args)
+    return side_by_side(folder, options['shapes'].split(','), int(options['rounds']))
   out = folder / f'{name}.json'
   option = next((a for a in args if a.startswith(('--shapes=', '--sizes=', '--strides='))), None)
   values = option.split('=', 1)[1].split(',') if option else [None]
@@ -67,8 +110,9 @@ def run(folder: pathlib.Path, name: str, module: str, args: list[str]) -> dict:
   for value in values:
     single = [a for a in args if a != option
              ] + ([f'{option.split("=", 1)[0]}={value}'] if value else [])
-    python = os.environ['ASIC_RELEASED_PYTHON'] if name == 'released_step' else sys.executable
-    subprocess.run([python, '-m', module, f'--out={out}', *single], cwd=common.ROOT, check=True)
+    subprocess.run([sys.executable, '-m', module, f'--out={out}', *single],
+                   cwd=common.ROOT,
+                   check=True)
     result = json.loads(out.read_text())
     records += result['records']
   result['records'] = records
@@ -122,53 +166,69 @@ the `cpu` shape took 2.19 s/step, of which about 1.55 s were two XLA:CPU patholo
 Both compute the same functions with Flax's parameter names, shapes and initialisers (a
 checkpoint, a converted PyTorch weight and an initial value are unchanged; outputs agree to
 float32 rounding, `tests/unet_test.py`, `tests/perceptual_test.py`). Max-pooling became the max of
-four strided slices (an elementwise gradient instead of select-and-scatter). What is left is
-mostly convolutions. `python -m benchmarks.conv_forms` times one 3 x 3 convolution (forward and
-both gradients) at the U-Net's sizes: XLA:CPU reaches 47-250 GFLOP/s on these two cores, PyTorch's
-oneDNN (`$ASIC_RELEASED_PYTHON -m benchmarks.conv_forms --forms=torch`) 88-354, 1.2-2.1x faster
-at every size (2026-12-03: batch 16 x 128², 32 -> 16 channels, 153 against 82 ms; 16 x 32², 128 ->
-64, 54 against 26 ms). Neither matrix-product form helps (im2col 1.5-4x slower than XLA's
-convolution at these sizes, a product to 9x the output channels then nine shifted sums 7-30x),
-nor did XLA:CPU's library switches (`--xla_cpu_use_onednn`, `--xla_cpu_use_xnnpack`,
-`--xla_cpu_experimental_{onednn,xnn,ynn}_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`,
+four strided slices (an elementwise gradient instead of select-and-scatter).
+
+What was left was mostly convolutions, and most of their gap was one default: jaxlib 0.10's
+XLA:CPU hands convolutions (and matrix products and reductions) to YNNPACK, which runs a
+convolution on one thread. One 3 x 3 convolution with both gradients at the U-Net's sizes used
+1.05-1.36 CPU-seconds per second under YNNPACK at 128², 64² and 32² (1.83 at 16²), 1.7-1.9 as
+XLA's own convolution, which was
+faster at almost every size (`python -m benchmarks.conv_forms --forms=xla,ynnpack`, 2026-12-03:
+16 x 128², 32 -> 16 channels, 82 against 111 ms; 16 x 32², 128 -> 64, 24 against 47 ms) and now
+level with PyTorch's oneDNN (`$ASIC_RELEASED_PYTHON -m benchmarks.conv_forms --forms=torch`: 66
+and 23 ms; 0.8-1.2x across the eight sizes). So every program `asic_jax.parallel` compiles on a
+CPU (the train step; the flows of `asic_jax/flows.py`) passes `parallel.CPU_COMPILER_OPTIONS`,
+`xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE`: reductions stay with YNNPACK,
+convolutions and matrix products go to XLA's own (an `XLA_FLAGS` that sets that option wins).
+Compiled both ways in one process and timed in turn, 10 steps each: the `cpu` step 781 -> 697 ms,
+the `released` step 1355 -> 1217 ms; the step's CPU-seconds per second rose from 1.63 to 1.87
+(the released code's: 1.99). Taking the reductions from YNNPACK as well lost the gain (776 ms).
+
+What is left: at the `cpu` shape the step now spends about the CPU time the released code's does
+(1.18-1.34 against 1.17-1.39 CPU-seconds a step, measured in turn), but its elementwise kernels
+(BatchNorm, ReLU, their gradients, the transposes of `UpConv2x2`'s gradient: about 260 ms of
+kernels a step in the trace) each run on one thread where PyTorch's use both cores. Neither
+XLA:CPU's switches (`--xla_cpu_use_onednn`, `--xla_cpu_use_xnnpack`,
+`--xla_cpu_experimental_{onednn,xnn}_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`,
 `--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY`,
-`--xla_cpu_prefer_vector_width=512`): none was faster by more than the run-to-run spread (the
-same `cpu` step measured 826 and 1010 ms in two runs minutes apart). Splitting the up blocks'
-first convolution (2C -> C channels, on a concatenation) into two C -> C convolutions saved 34 of
-128 ms at 128² and nothing at the smaller sizes: about 3 % of the step, not done.
+`--xla_cpu_prefer_vector_width=512`, `--xla_cpu_use_fusion_emitters=false`,
+`--xla_cpu_enable_concurrency_optimized_scheduler=true`) nor two fake CPU devices splitting the
+batch (718 against 646 ms) moved the step beyond the run-to-run spread; neither matrix-product
+form of a convolution helps at these sizes (`conv_forms`: im2col 1.5-4x slower, a product to 9x
+the output channels then nine shifted sums 7-30x); splitting the up blocks' first convolution
+(2C -> C channels, on a concatenation) into two saved about 3 % of the step (not done).
 """
 
 
 def _side_by_side(records: dict[str, dict]) -> list[str]:
   """The step of both implementations at the shapes the released code was timed at."""
-  if 'released_step' not in records or 'train_step' not in records:
+  if 'side_by_side' not in records:
     return []
-  ours = {r['shape']: r for r in records['train_step']['records']}
-  theirs = records['released_step']
+  result = records['side_by_side']
+  first = result['records'][0]
   lines = [
       '## Side by side with the released code', '',
-      'The same 2-core CPU, one after the other with nothing else running; the released code\'s '
-      f'own modules ({theirs["records"][0]["implementation"]}, kornia '
-      f'{theirs["machine"].get("kornia", "?")}, {theirs["records"][0]["threads"]} threads) driven '
-      'by `benchmarks/released_step.py` (median of 10 steps after 2 warm-ups); ours as in the '
-      'table above. Below 1, asic_jax is faster. Measured '
-      f'{theirs.get("date", "?")}; the machine\'s speed varies from day to day (on 2026-12-02, '
-      'in separate runs, the `cpu` shape took 715 ms ours and 638 ms released), so compare rows '
-      'measured together.', '',
+      'The same 2-core CPU with nothing else running; the released code\'s own modules '
+      f'({first["implementation"]}, kornia {first["kornia"]}, {first["threads"]} threads) driven '
+      'by `benchmarks/released_step.py` (median of 10 steps after 2 warm-ups) and ours '
+      '(`benchmarks/train_step.py`, median of 10 steps after one warm-up), each in its own '
+      f'process, in turn: released, ours, shape after shape, {result["rounds"]} rounds. The '
+      'machine\'s speed drifts by 10-20 % within minutes, so each column is the median over '
+      'the rounds and the last column gives the ratio of each round\'s pair too. Below 1, '
+      f'asic_jax is faster. Measured {result["date"]}.', '',
       '| shape | batch | px | recon | U-Net widths | asic_jax ms/step | released ms/step | '
-      'asic_jax ÷ released |', '|---|---|---|---|---|---|---|---|'
+      'asic_jax ÷ released | each round |', '|---|---|---|---|---|---|---|---|---|'
   ]
-  for r in theirs['records']:
-    mine = ours.get(r['shape'])
-    if mine:
-      lines.append(f'| {r["shape"]} | {r["batch"]} | {r["img"]} | {r["recon"]} | {r["widths"]} | '
-                   f'{mine["ms_per_step"]:.0f} | {r["ms_per_step"]:.0f} | '
-                   f'{mine["ms_per_step"] / r["ms_per_step"]:.2f} |')
+  for r in result['records']:
+    ours, theirs = statistics.median(r['ours_ms']), statistics.median(r['released_ms'])
+    rounds = ', '.join(f'{a / b:.2f}' for a, b in zip(r['ours_ms'], r['released_ms']))
+    lines.append(f'| {r["shape"]} | {r["batch"]} | {r["img"]} | {r["recon"]} | {r["widths"]} | '
+                 f'{ours:.0f} | {theirs:.0f} | {ours / theirs:.2f} | {rounds} |')
   return lines + ['']
 
 
 def _section(platform: str, records: dict[str, dict]) -> list[str]:
-  machine = next(r for n, r in records.items() if n != 'released_step')['machine']
+  machine = next(iter(records.values()))['machine']
   command = 'python -m benchmarks.run_all' + (' --gpu' if platform == 'gpu' else '')
   title = (f'{machine["cpu"]}, {machine["cores"]} cores'
            if platform == 'cpu' else f'{machine["num_devices"]} x {machine["device"]}')
@@ -182,7 +242,7 @@ def _section(platform: str, records: dict[str, dict]) -> list[str]:
   if platform == 'cpu':
     lines += WHERE_THE_STEP_WENT.splitlines() + ['']
   for name, result in records.items():
-    if name == 'released_step':
+    if name == 'side_by_side':
       continue
     title, columns, note = SECTIONS[name]
     lines += [f'## {title}', '', note, ''] if note else [f'## {title}', '']
@@ -206,7 +266,7 @@ def write() -> pathlib.Path:
   ]
   found = False
   for platform in ('cpu', 'gpu'):
-    names = [n for n in ('released_step', *SECTIONS) if (RESULTS / platform / f'{n}.json').exists()]
+    names = [n for n in ('side_by_side', *SECTIONS) if (RESULTS / platform / f'{n}.json').exists()]
     if names:
       found = True
       lines += _section(
@@ -227,11 +287,20 @@ def write() -> pathlib.Path:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--gpu', action='store_true', help='full shapes, float32 and bfloat16')
-  parser.add_argument('--only', default='', help='comma list of benchmark names to re-run')
+  parser.add_argument('--only',
+                      default='',
+                      help='comma list of benchmark names to re-run (`none`: only rewrite '
+                      'BENCHMARKS.md)')
   args = parser.parse_args(argv)
   folder = RESULTS / ('gpu' if args.gpu else 'cpu')
   folder.mkdir(parents=True, exist_ok=True)
-  for name, module, extra in plan(args.gpu):
+  planned = plan(args.gpu)
+  unknown = set(filter(None, args.only.split(','))) - {name for name, _, _ in planned} - {'none'}
+  if unknown:
+    raise SystemExit(f'--only: {", ".join(sorted(unknown))} not in this plan '
+                     '(side_by_side needs ASIC_RELEASED_CODE and ASIC_RELEASED_PYTHON; '
+                     '`none` rewrites BENCHMARKS.md from the stored results)')
+  for name, module, extra in planned:
     if not args.only or name in args.only.split(','):
       run(folder, name, module, extra)
   print(f'wrote {write()}')

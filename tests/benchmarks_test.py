@@ -43,19 +43,29 @@ def test_released_step_driver_refuses_a_missing_checkout(tmp_path):
   """The released-code driver (its own virtualenv) says in one line what it needs."""
   env = dict(os.environ, ASIC_RELEASED_CODE=str(tmp_path / 'nowhere'))
   done = subprocess.run([sys.executable, '-m', 'benchmarks.released_step', '--shapes=cpu'],
-                        cwd=common.ROOT, env=env, capture_output=True, text=True, check=False)
+                        cwd=common.ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=False)
   assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
   assert 'ASIC_RELEASED_CODE' in done.stderr
 
 
 def test_side_by_side_table_divides_ours_by_theirs():
-  ours = dict(records=[dict(shape='cpu', ms_per_step=500.0)])
-  theirs = dict(machine=dict(kornia='0.9.0'),
-                records=[dict(shape='cpu', batch=8, img=128, recon=32, widths='16..256',
-                              ms_per_step=625.0, implementation='released (PyTorch x)',
-                              threads=2)])
-  lines = run_all._side_by_side(dict(train_step=ours, released_step=theirs))
-  assert '| cpu | 8 | 128 | 32 | 16..256 | 500 | 625 | 0.80 |' in lines
+  """Medians over the rounds, their ratio, and each round's own ratio."""
+  record = dict(shape='cpu',
+                batch=8,
+                img=128,
+                recon=32,
+                widths='16..256',
+                threads=2,
+                implementation='released (PyTorch x)',
+                kornia='0.9.0',
+                ours_ms=[500.0, 700.0, 450.0],
+                released_ms=[625.0, 500.0, 600.0])
+  lines = run_all._side_by_side(dict(side_by_side=dict(date='d', rounds=3, records=[record])))
+  assert '| cpu | 8 | 128 | 32 | 16..256 | 500 | 600 | 0.83 | 0.80, 1.40, 0.75 |' in lines
 
 
 def test_extraction_benchmark_pads_the_last_batch(tiny_vit):

@@ -1,6 +1,8 @@
 """Tests of asic_jax.parallel on the two fake CPU devices of conftest: both wrappers run the same
 per-device code, each device takes its own slice, and placement is what checkpoints expect."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,3 +80,48 @@ def test_one_process():
   np.testing.assert_array_equal(parallel.every_process(7), [7])
   parallel.initialize_distributed(type('Config', (), {'distributed': False})())  # a no-op
   assert not jax.distributed.is_initialized()
+
+
+def _ynn_convolutions(hlo: str) -> int:
+  """How many YNNPACK fusions of a compiled program's text hold a convolution."""
+  fused = re.findall(r'kind=kCustom, calls=%?([\w.\-]+)[^\n]*__ynn_fusion', hlo)
+  return sum('convolution(' in re.search(r'\n%?' + re.escape(name) + r' .*?\n}', hlo, re.S)[0]
+             for name in fused)
+
+
+def test_cpu_convolutions_leave_ynnpack_and_compute_the_same(monkeypatch):
+  """On CPUs the wrapped programs compile with `CPU_COMPILER_OPTIONS`: convolutions run as
+  XLA's own (multi-threaded), not as YNNPACK fusions, and a convolution with both gradients
+  gives what the default compilation gives, to float rounding; a user's own `XLA_FLAGS`
+  setting of the YNNPACK fusions wins."""
+  dp = parallel.DataParallel()
+  rng = np.random.default_rng(0)
+  # 32 channels: the smallest width XLA:CPU gives YNNPACK by default.
+  x = dp.replicate(rng.standard_normal((2, 16, 16, 32)).astype(np.float32))
+  w = dp.replicate(rng.standard_normal((3, 3, 32, 32)).astype(np.float32) / 10)
+
+  def per_device(x, w):
+
+    def loss(x, w):
+      y = jax.lax.conv_general_dilated(x,
+                                       w, (1, 1),
+                                       'SAME',
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      return jnp.sum(jnp.tanh(y)**2)
+
+    return jax.grad(loss, argnums=(0, 1))(x, w)
+
+  wrapped = dp.wrap(per_device)
+  assert parallel.compiler_options() == parallel.CPU_COMPILER_OPTIONS
+  default = jax.jit(
+      jax.shard_map(per_device,
+                    mesh=dp.mesh,
+                    in_specs=jax.sharding.PartitionSpec(),
+                    out_specs=jax.sharding.PartitionSpec(),
+                    check_vma=False))
+  assert _ynn_convolutions(default.lower(x, w).compile().as_text()) == 3  # forward, 2 gradients
+  assert _ynn_convolutions(wrapped.lower(x, w).compile().as_text()) == 0
+  for ours, theirs in zip(jax.device_get(wrapped(x, w)), jax.device_get(default(x, w))):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
+  assert parallel.compiler_options() is None
