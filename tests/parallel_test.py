@@ -96,7 +96,7 @@ def test_cpu_convolutions_leave_ynnpack_and_compute_the_same(monkeypatch):
   setting of the YNNPACK fusions wins."""
   dp = parallel.DataParallel()
   rng = np.random.default_rng(0)
-  # 32 channels: the smallest width XLA:CPU gives YNNPACK by default.
+  # 32 channels: XLA:CPU's default gives these convolutions to YNNPACK (at 16 it keeps them).
   x = dp.replicate(rng.standard_normal((2, 16, 16, 32)).astype(np.float32))
   w = dp.replicate(rng.standard_normal((3, 3, 32, 32)).astype(np.float32) / 10)
 
