@@ -31,10 +31,10 @@ MODES = ('shard_map', 'pmap')
 # default, and YNNPACK runs a convolution on one thread where XLA's own (Eigen) convolution
 # uses every core: one 3x3 convolution of the `cpu` shape's U-Net with both gradients (16 x
 # 128², 32 -> 16 channels) takes 120 ms at 1.4 CPU-seconds per second against 79 ms at 1.8 on
-# two cores, and the whole `cpu` step 781 -> 697 ms (the
-# `released` step 1355 -> 1217 ms), compiled both ways in one process and timed interleaved
-# (BENCHMARKS.md, "Where the CPU step went"). Reductions stay with YNNPACK: taking them from
-# it too lost the gain. The results differ only by float rounding (tests/parallel_test.py).
+# two cores, and the whole `cpu` step 781 -> 697 ms (the `released` step 1355 -> 1217 ms),
+# compiled both ways in one process and timed interleaved (BENCHMARKS.md, "Where the CPU step
+# went"). Reductions stay with YNNPACK: taking them from it too lost the gain. The results
+# differ only by float rounding (tests/parallel_test.py).
 _YNN_FLAG = 'xla_cpu_experimental_ynn_fusion_type'
 CPU_COMPILER_OPTIONS = {_YNN_FLAG: 'LIBRARY_FUSION_TYPE_REDUCE'}
 

@@ -10,8 +10,8 @@ Each row is one shape (batch 16 = the `cpu` shape's 8 images through both U-Net 
 output channels are the input's or half: the up blocks' first convolution), median ms of 5
 calls after one warm-up. `xla`: compiled with `asic_jax.parallel.compiler_options()` (XLA's own
 multi-threaded convolution on a CPU); `ynnpack`: jaxlib's default compilation, which hands the
-convolution to YNNPACK (one thread). `im2col`: the nine shifted copies side by side, one matrix product
-(what `asic_jax.models.layers.conv3x3` does for small maps). `shifts`: one matrix
+convolution to YNNPACK (one thread). `im2col`: the nine shifted copies side by side, one matrix
+product (what `asic_jax.models.layers.conv3x3` does for small maps). `shifts`: one matrix
 product to nine times the output channels, then nine shifted sums. The figures in
 BENCHMARKS.md ("Where the CPU step went") come from this script.
 """

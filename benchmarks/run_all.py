@@ -66,32 +66,29 @@ def side_by_side(folder: pathlib.Path, shapes: list[str], rounds: int) -> dict:
   `rounds` times, each in its own process; `folder/side_by_side.json` holds every round's
   ms/step of both."""
   out = folder / 'side_by_side.json'
-  times = {shape: dict(ours=[], released=[]) for shape in shapes}
+  runs = (('released', os.environ['ASIC_RELEASED_PYTHON'], 'benchmarks.released_step', []),
+          ('ours', sys.executable, 'benchmarks.train_step', ['--steps=10']))
+  last = {}  # (shape, who) -> that shape's last result file of each implementation
+  times = {(shape, who): [] for shape in shapes for who, *_ in runs}
   for _ in range(rounds):
     for shape in shapes:
-      for who, python, module, extra in (('released', os.environ['ASIC_RELEASED_PYTHON'],
-                                          'benchmarks.released_step', []),
-                                         ('ours', sys.executable, 'benchmarks.train_step',
-                                          ['--steps=10'])):
+      for who, python, module, extra in runs:
         subprocess.run([python, '-m', module, f'--out={out}', f'--shapes={shape}', *extra],
                        cwd=common.ROOT,
                        check=True)
-        result = json.loads(out.read_text())
-        times[shape][who].append(result['records'][0]['ms_per_step'])
-        if who == 'released':
-          theirs = dict(result['records'][0], machine=result['machine'])
-        else:
-          mine = result
-      times[shape]['about'] = theirs
+        last[shape, who] = json.loads(out.read_text())
+        times[shape, who].append(last[shape, who]['records'][0]['ms_per_step'])
   records = []
   for shape in shapes:
-    about = times[shape]['about']
+    theirs = last[shape, 'released']
+    about = theirs['records'][0]
     records.append(
         dict({k: about[k] for k in ('shape', 'batch', 'img', 'recon', 'widths', 'threads')},
              implementation=about['implementation'],
-             kornia=about['machine'].get('kornia', '?'),
-             ours_ms=times[shape]['ours'],
-             released_ms=times[shape]['released']))
+             kornia=theirs['machine'].get('kornia', '?'),
+             ours_ms=times[shape, 'ours'],
+             released_ms=times[shape, 'released']))
+  mine = last[shapes[-1], 'ours']
   result = dict(machine=mine['machine'], date=mine['date'], rounds=rounds, records=records)
   out.write_text(json.dumps(result, indent=2))
   return result

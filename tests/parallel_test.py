@@ -113,15 +113,12 @@ def test_cpu_convolutions_leave_ynnpack_and_compute_the_same(monkeypatch):
 
   wrapped = dp.wrap(per_device)
   assert parallel.compiler_options() == parallel.CPU_COMPILER_OPTIONS
-  default = jax.jit(
-      jax.shard_map(per_device,
-                    mesh=dp.mesh,
-                    in_specs=jax.sharding.PartitionSpec(),
-                    out_specs=jax.sharding.PartitionSpec(),
-                    check_vma=False))
+  # A user's XLA_FLAGS naming the option: `wrap` passes no options of its own. (This process
+  # read its flags when JAX started, so the program compiles as jaxlib's default.)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
+  assert parallel.compiler_options() is None
+  default = dp.wrap(per_device)
   assert _ynn_convolutions(default.lower(x, w).compile().as_text()) == 3  # forward, 2 gradients
   assert _ynn_convolutions(wrapped.lower(x, w).compile().as_text()) == 0
   for ours, theirs in zip(jax.device_get(wrapped(x, w)), jax.device_get(default(x, w))):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
-  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
-  assert parallel.compiler_options() is None
