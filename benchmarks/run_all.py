@@ -181,6 +181,12 @@ Compiled both ways in one process and timed in turn, 10 steps each: the `cpu` st
 the `released` step 1355 -> 1217 ms; the step's CPU-seconds per second rose from 1.63 to 1.87
 (the released code's: 1.99). Taking the reductions from YNNPACK as well lost the gain (776 ms).
 
+The side-by-side ratio moves with the machine: three runs of `--only=side_by_side`, each 3
+rounds, in three sessions on the same kind of 2-core machine (2026-12-03 and 04) gave asic_jax ÷
+released 0.93, 1.20 and 1.09 at `cpu` and 1.10, 1.12 and 1.25 at `released` (the table above is the
+last). So asic_jax's step is level with the released code's to 20 % slower at `cpu` and 10-25 %
+slower at `released`; it is not yet at least as fast.
+
 What is left: at the `cpu` shape the step now spends about the CPU time the released code's does
 (1.18-1.34 against 1.17-1.39 CPU-seconds a step, measured in turn), but its elementwise kernels
 (BatchNorm, ReLU, their gradients, the transposes of `UpConv2x2`'s gradient: about 260 ms of
@@ -194,6 +200,20 @@ batch (718 against 646 ms) moved the step beyond the run-to-run spread; neither 
 form of a convolution helps at these sizes (`conv_forms`: im2col 1.5-4x slower, a product to 9x
 the output channels then nine shifted sums 7-30x); splitting the up blocks' first convolution
 (2C -> C channels, on a concatenation) into two saved about 3 % of the step (not done).
+
+Tried next (2026-12-03, a later session; each compiled side by side in one process and timed
+step by step in turn, 30-40 steps each, medians): `xla_cpu_experimental_enable_tiling_propagation`
+(`released` 1074 against 1052 ms), `xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_RUNTIME` (1052 against
+1052), YNNPACK's elementwise fusions as well (`LIBRARY_FUSION_TYPE_ELTWISE`: 1324 against 1155),
+BatchNorm's one-pass variance (Flax's `use_fast_variance`: `cpu` 609 against 639 ms and 719
+against 749 in two runs, `released` 1030 against 1040; not taken: it changes the statistics'
+rounding for 1-5 %), BatchNorm + ReLU with a hand-written gradient (`jax.custom_vjp`, one pass
+for the two channel sums and one for the input's gradient: `cpu` 627 against 642, within the
+spread) and the split first convolution again (`cpu` 641 against 639, `released` 969 against
+978). The largest single item left in the trace is layout: XLA:CPU's kernel
+gradient of a convolution wants the batch innermost, so every activation a convolution saw is
+transposed to `[C, H, W, B]` (`transpose_copy_fusion`, about 75 ms a step at `cpu`, a tenth of
+it, each on one thread), which oneDNN's kernel gradient does not need.
 """
 
 
