@@ -267,7 +267,7 @@ def test_a_short_real_photo_run_beats_the_identity_map(data_dir, tmp_path):
   loss on: the map ends above the identity map, and congealing it lifts it further.
 
   Measured (PCK@0.10, kp-bbox thresholds, 90 pairs; seed 0, compiled with
-  `parallel.CPU_COMPILER_OPTIONS`, the same on an Intel and an AMD 2-core machine): identity
+  `parallel.CPU_COMPILER_OPTIONS`; the same in two sessions on 2-core machines): identity
   0.249 -> trained 0.302, the VGG-16 nearest neighbour 0.362. The margin over the identity is
   thin at 100 steps: a change of float rounding alone moves this run by several points (the
   same run compiled as jaxlib's default: 0.372; seed 1: 0.328 and 0.337). Before the parts
