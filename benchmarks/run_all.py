@@ -182,7 +182,7 @@ the `released` step 1355 -> 1217 ms; the step's CPU-seconds per second rose from
 (the released code's: 1.99). Taking the reductions from YNNPACK as well lost the gain (776 ms).
 
 The side-by-side ratio moves with the machine: three runs of `--only=side_by_side`, each 3
-rounds, in three sessions on the same kind of 2-core machine (2026-12-03 and 04) gave asic_jax ÷
+rounds, in two sessions on the same kind of 2-core machine (2026-12-03 and 04) gave asic_jax ÷
 released 0.93, 1.20 and 1.09 at `cpu` and 1.10, 1.12 and 1.25 at `released` (the table above is the
 last). So asic_jax's step is level with the released code's to 20 % slower at `cpu` and 10-25 %
 slower at `released`; it is not yet at least as fast.
