@@ -66,6 +66,8 @@ def side_by_side(folder: pathlib.Path, shapes: list[str], rounds: int) -> dict:
   `rounds` times, each in its own process; `folder/side_by_side.json` holds every round's
   ms/step of both."""
   out = folder / 'side_by_side.json'
+  scratch = folder / 'side_by_side.round.json'  # each round's result, read back at once
+  earlier = _earlier_runs(out)
   runs = (('released', os.environ['ASIC_RELEASED_PYTHON'], 'benchmarks.released_step', []),
           ('ours', sys.executable, 'benchmarks.train_step', ['--steps=10']))
   last = {}  # (shape, who) -> that shape's last result file of each implementation
@@ -73,10 +75,10 @@ def side_by_side(folder: pathlib.Path, shapes: list[str], rounds: int) -> dict:
   for _ in range(rounds):
     for shape in shapes:
       for who, python, module, extra in runs:
-        subprocess.run([python, '-m', module, f'--out={out}', f'--shapes={shape}', *extra],
+        subprocess.run([python, '-m', module, f'--out={scratch}', f'--shapes={shape}', *extra],
                        cwd=common.ROOT,
                        check=True)
-        last[shape, who] = json.loads(out.read_text())
+        last[shape, who] = json.loads(scratch.read_text())
         times[shape, who].append(last[shape, who]['records'][0]['ms_per_step'])
   records = []
   for shape in shapes:
@@ -89,9 +91,28 @@ def side_by_side(folder: pathlib.Path, shapes: list[str], rounds: int) -> dict:
              ours_ms=times[shape, 'ours'],
              released_ms=times[shape, 'released']))
   mine = last[shapes[-1], 'ours']
-  result = dict(machine=mine['machine'], date=mine['date'], rounds=rounds, records=records)
+  result = dict(machine=mine['machine'],
+                date=mine['date'],
+                rounds=rounds,
+                records=records,
+                earlier=earlier)
   out.write_text(json.dumps(result, indent=2))
+  scratch.unlink()
   return result
+
+
+def _earlier_runs(path: pathlib.Path) -> list[dict]:
+  """The side-by-side runs stored in `path`, oldest first (each `{date, records}`), so that the
+  machine's drift from run to run stays on record; none when there is no such file."""
+  if not path.exists():
+    return []
+  previous = json.loads(path.read_text())
+  return previous.get('earlier', []) + [dict(date=previous['date'], records=previous['records'])]
+
+
+def _ratio(record: dict) -> float:
+  """asic_jax's median ms/step over the released code's, of one shape of one run."""
+  return statistics.median(record['ours_ms']) / statistics.median(record['released_ms'])
 
 
 def run(folder: pathlib.Path, name: str, module: str | None, args: list[str]) -> dict:
@@ -181,12 +202,6 @@ Compiled both ways in one process and timed in turn, 10 steps each: the `cpu` st
 the `released` step 1355 -> 1217 ms; the step's CPU-seconds per second rose from 1.63 to 1.87
 (the released code's: 1.99). Taking the reductions from YNNPACK as well lost the gain (776 ms).
 
-The side-by-side ratio moves with the machine: three runs of `--only=side_by_side`, each 3
-rounds, in two sessions on the same kind of 2-core machine (2026-12-03 and 04) gave asic_jax ÷
-released 0.93, 1.20 and 1.09 at `cpu` and 1.10, 1.12 and 1.25 at `released` (the table above is the
-last). So asic_jax's step is level with the released code's to 20 % slower at `cpu` and 10-25 %
-slower at `released`; it is not yet at least as fast.
-
 What is left: at the `cpu` shape the step now spends about the CPU time the released code's does
 (1.18-1.34 against 1.17-1.39 CPU-seconds a step, measured in turn), but its elementwise kernels
 (BatchNorm, ReLU, their gradients, the transposes of `UpConv2x2`'s gradient: about 260 ms of
@@ -240,7 +255,21 @@ def _side_by_side(records: dict[str, dict]) -> list[str]:
     ours, theirs = statistics.median(r['ours_ms']), statistics.median(r['released_ms'])
     rounds = ', '.join(f'{a / b:.2f}' for a, b in zip(r['ours_ms'], r['released_ms']))
     lines.append(f'| {r["shape"]} | {r["batch"]} | {r["img"]} | {r["recon"]} | {r["widths"]} | '
-                 f'{ours:.0f} | {theirs:.0f} | {ours / theirs:.2f} | {rounds} |')
+                 f'{ours:.0f} | {theirs:.0f} | {_ratio(r):.2f} | {rounds} |')
+  runs = result.get('earlier', []) + [result]
+  if len(runs) > 1:
+    ratios = {r['shape']: [] for r in result['records']}
+    for run in runs:
+      for r in run['records']:
+        ratios.setdefault(r['shape'], []).append(_ratio(r))
+    each = '; '.join(f'`{shape}` ' + ', '.join(f'{x:.2f}' for x in values) +
+                     f' ({min(values):.2f}-{max(values):.2f})' for shape, values in ratios.items())
+    lines += [
+        '',
+        f'The ratio moves with the machine. All {len(runs)} runs of this benchmark on record '
+        f'({", ".join(run["date"] for run in runs)}; `side_by_side.json` keeps the earlier ones '
+        f'under `earlier`), asic_jax ÷ released, oldest first: {each}.'
+    ]
   return lines + ['']
 
 

@@ -1,6 +1,7 @@
 """The benchmark scripts stay runnable: each benchmark at a tiny shape, its records checked."""
 
 from asic_jax.models import dino
+import json
 import os
 import subprocess
 import sys
@@ -66,6 +67,28 @@ def test_side_by_side_table_divides_ours_by_theirs():
                 released_ms=[625.0, 500.0, 600.0])
   lines = run_all._side_by_side(dict(side_by_side=dict(date='d', rounds=3, records=[record])))
   assert '| cpu | 8 | 128 | 32 | 16..256 | 500 | 600 | 0.83 | 0.80, 1.40, 0.75 |' in lines
+
+
+def test_side_by_side_keeps_the_earlier_runs(tmp_path):
+  """A new run keeps the stored ones (oldest first) and the page lists every run's ratio."""
+  record = lambda ours, theirs: dict(shape='cpu', ours_ms=[ours], released_ms=[theirs])
+  stored = tmp_path / 'side_by_side.json'
+  assert run_all._earlier_runs(stored) == []
+  stored.write_text(
+      json.dumps(
+          dict(date='b',
+               rounds=1,
+               records=[record(600.0, 500.0)],
+               earlier=[dict(date='a', records=[record(450.0, 500.0)])])))
+  earlier = run_all._earlier_runs(stored)
+  assert [run['date'] for run in earlier] == ['a', 'b']
+  newest = dict(date='c', rounds=1, records=[dict(record(1000.0, 800.0), batch=8, img=128,
+                                                  recon=32, widths='16..256', threads=2,
+                                                  implementation='x', kornia='y')],
+                earlier=earlier)
+  lines = run_all._side_by_side(dict(side_by_side=newest))
+  assert any('All 3 runs' in line and '(a, b, c;' in line and
+             '`cpu` 0.90, 1.20, 1.25 (0.90-1.25)' in line for line in lines), lines
 
 
 def test_extraction_benchmark_pads_the_last_batch(tiny_vit):
